@@ -1,0 +1,27 @@
+/*
+  ntk/io.h - model files and result documents.
+
+  Models are safetensors files: an 8-byte little-endian header length, a JSON header naming each
+  tensor's dtype (F32 or F64), shape and byte range, then the raw little-endian data. Dense layers
+  are named as a PyTorch nn.Sequential state dict names them ("0.weight" [out, in], "0.bias",
+  "2.weight", ...); the metadata keys "activation" and "parameterization" carry the rest of the
+  architecture.
+
+  Results are JSON documents written atomically: to a temporary name beside the target, then
+  renamed, so an existing result is never left half-written.
+*/
+#pragma once
+#include <ntk/net.h>
+#include <json-c/json.h>
+
+PETSC_EXTERN PetscErrorCode NtkNetLoadSafetensors(NtkNet, const char[]);
+PETSC_EXTERN PetscErrorCode NtkNetSaveSafetensors(NtkNet, const char[]);
+
+/* Write `len` bytes atomically to `path` (temporary file in the same folder, fsync, rename). */
+PETSC_EXTERN PetscErrorCode NtkWriteFileAtomic(const char[], const void *, size_t);
+/* Serialise a JSON object with two-space indentation and write it atomically (rank 0 only). */
+PETSC_EXTERN PetscErrorCode NtkJSONWrite(MPI_Comm, json_object *, const char[]);
+
+/* Builders that keep result code short. */
+PETSC_EXTERN json_object *NtkJSONEstimate(PetscReal, PetscReal, const char[], PetscInt);
+PETSC_EXTERN PetscErrorCode NtkJSONAddRunInfo(MPI_Comm, json_object *, const char[]);

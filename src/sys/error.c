@@ -1,0 +1,99 @@
+/*
+  Error reporting for a tool run on many ranks. PETSc's default handler prints a traceback on
+  every rank that fails; a user wants one line that names the file or option at fault. The
+  handler here prints the initial message once: on rank 0 of the communicator for collective
+  errors (every rank fails the same check), on the failing rank otherwise.
+*/
+#include <ntk/sys.h>
+#include <string.h>
+
+PetscClassId  NTK_CLASSID;
+static PetscBool ntk_collective = PETSC_FALSE;
+static PetscBool ntk_package_initialized = PETSC_FALSE;
+
+static PetscErrorCode NtkErrorHandler(MPI_Comm comm, int line, const char *fun, const char *file,
+                                      PetscErrorCode n, PetscErrorType p, const char *mess, void *ctx)
+{
+  PetscMPIInt size = 1, rank = 0, wrank = 0;
+
+  if (p != PETSC_ERROR_INITIAL) return n;
+  if (comm != MPI_COMM_NULL) {
+    MPI_Comm_size(comm, &size);
+    MPI_Comm_rank(comm, &rank);
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+  ntk_collective = size > 1 ? PETSC_TRUE : PETSC_FALSE;
+  if (rank != 0) return n;
+  if (mess && mess[0]) {
+    if (size > 1 || wrank == 0) (void)fprintf(stderr, "ntkspec: error: %s\n", mess);
+    else (void)fprintf(stderr, "ntkspec: error on rank %d: %s\n", wrank, mess);
+  } else {
+    const char *text = NULL;
+    PetscErrorMessage(n, &text, NULL);
+    (void)fprintf(stderr, "ntkspec: error: %s (in %s, %s:%d)\n", text ? text : "unknown", fun, file,
+                  line);
+  }
+  (void)fflush(stderr);
+  return n;
+}
+
+PetscErrorCode NtkErrorHandlerPush(void)
+{
+  PetscFunctionBegin;
+  PetscCall(PetscPushErrorHandler(NtkErrorHandler, NULL));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscBool NtkErrorWasCollective(void) { return ntk_collective; }
+
+/*
+  All ranks agree on failure. The lowest failing rank's message is broadcast so that every rank
+  raises the same collective error and the handler prints it once.
+*/
+PetscErrorCode NtkCheckAll(MPI_Comm comm, PetscBool ok, PetscErrorCode code, const char msg[])
+{
+  PetscMPIInt rank, size, bad, first;
+  char        text[1024] = {0};
+
+  PetscFunctionBegin;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  bad = ok ? size : rank;
+  PetscCallMPI(MPI_Allreduce(&bad, &first, 1, MPI_INT, MPI_MIN, comm));
+  if (first == size) PetscFunctionReturn(PETSC_SUCCESS);
+  if (rank == first && msg) PetscCall(PetscStrncpy(text, msg, sizeof(text)));
+  PetscCallMPI(MPI_Bcast(text, (PetscMPIInt)sizeof(text), MPI_CHAR, first, comm));
+  SETERRQ(comm, code ? code : PETSC_ERR_FILE_UNEXPECTED, "%s", text);
+}
+
+PetscErrorCode NtkParseIntList(MPI_Comm comm, const char option[], const char text[], PetscInt max, PetscInt *n,
+                               PetscInt vals[])
+{
+  const char *p = text;
+
+  PetscFunctionBegin;
+  *n = 0;
+  while (*p) {
+    char *end;
+    long  v = strtol(p, &end, 10);
+    PetscCheck(end != p, comm, PETSC_ERR_ARG_WRONG,
+               "%s: '%s' is not a comma-separated list of integers", option, text);
+    PetscCheck(*n < max, comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: more than %" PetscInt_FMT
+               " entries in '%s'", option, max, text);
+    vals[(*n)++] = (PetscInt)v;
+    p = end;
+    if (*p == ',') p++;
+    else PetscCheck(*p == 0, comm, PETSC_ERR_ARG_WRONG,
+                    "%s: unexpected '%c' in '%s' (expected e.g. 784,256,10)", option, *p, text);
+  }
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkInitializePackage(void)
+{
+  PetscFunctionBegin;
+  if (ntk_package_initialized) PetscFunctionReturn(PETSC_SUCCESS);
+  ntk_package_initialized = PETSC_TRUE;
+  PetscCall(PetscClassIdRegister("ntkspec", &NTK_CLASSID));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
