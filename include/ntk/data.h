@@ -6,6 +6,7 @@
   targets Y are n_local x C (one-hot for classification), labels are class indices.
 */
 #pragma once
+#include <ntk/compat.h>
 #include <petscsys.h>
 
 typedef struct _p_NtkData *NtkData;

@@ -11,6 +11,7 @@
   renamed, so an existing result is never left half-written.
 */
 #pragma once
+#include <ntk/compat.h>
 #include <ntk/net.h>
 #include <json-c/json.h>
 

@@ -10,6 +10,7 @@
   (W_1, b_1, W_2, b_2, ...); that buffer is the sequential parameter Vec of the network.
 */
 #pragma once
+#include <ntk/compat.h>
 #include <petscvec.h>
 
 typedef enum {
@@ -35,6 +36,7 @@ typedef struct {
 typedef struct _p_NtkNet *NtkNet;
 
 PETSC_EXTERN PetscErrorCode NtkNetCreate(MPI_Comm, NtkNet *);
+PETSC_EXTERN PetscErrorCode NtkNetGetComm(NtkNet, MPI_Comm *);
 PETSC_EXTERN PetscErrorCode NtkNetSetWidths(NtkNet, PetscInt, const PetscInt[]);
 PETSC_EXTERN PetscErrorCode NtkNetGetWidths(NtkNet, PetscInt *, const PetscInt **);
 PETSC_EXTERN PetscErrorCode NtkNetSetActivation(NtkNet, NtkActivation);
@@ -59,6 +61,8 @@ PETSC_EXTERN PetscErrorCode NtkNetGetInputSize(NtkNet, PetscInt *);
 PETSC_EXTERN PetscErrorCode NtkNetGetOutputSize(NtkNet, PetscInt *);
 PETSC_EXTERN PetscErrorCode NtkNetGetParameters(NtkNet, Vec *);
 PETSC_EXTERN PetscErrorCode NtkNetInitialize(NtkNet);
+/* Build the layer table for the widths set, parameters zero: for loaders that fill them. */
+PETSC_EXTERN PetscErrorCode NtkNetSetUpEmpty(NtkNet);
 PETSC_EXTERN PetscErrorCode NtkNetCheckFinite(NtkNet);
 
 /*
@@ -103,7 +107,17 @@ PETSC_EXTERN PetscErrorCode NtkNetJVPRef(NtkNet, PetscInt, const PetscScalar *, 
 PETSC_EXTERN PetscErrorCode NtkNetVJPRef(NtkNet, PetscInt, const PetscScalar *, const PetscScalar *,
                                          PetscScalar *);
 
-/* Per-sample, per-output gradient rows: Jrows[c*P + p] = d f_c(x) / d theta_p for one sample. */
-PETSC_EXTERN PetscErrorCode NtkNetJacobianRows(NtkNet, NtkNetWork, const PetscScalar *, PetscScalar *);
+/*
+  Jacobian factors of nb samples. Row (i, c) of J restricted to layer l is the outer product
+  s_l dz_l^{(i,c)} a_{l-1}^{(i)T} for the weights and dz_l^{(i,c)} for the bias, where dz_l^{(i,c)}
+  is the cotangent of z_l when the output cotangent is e_c. On return A[l] points to a_{l-1} of
+  the batch (nb x n_{l-1}) and DZ[l] to the cotangents ((nb C) x n_l), for l = 1..L; both point
+  into storage owned by the NtkNetFactors object, valid until the next call.
+*/
+typedef struct _p_NtkNetFactors *NtkNetFactors;
+PETSC_EXTERN PetscErrorCode NtkNetFactorsCreate(NtkNet, PetscInt, NtkNetFactors *);
+PETSC_EXTERN PetscErrorCode NtkNetFactorsDestroy(NtkNetFactors *);
+PETSC_EXTERN PetscErrorCode NtkNetFactorsCompute(NtkNet, NtkNetFactors, PetscInt, const PetscScalar *,
+                                                 const PetscScalar ***, const PetscScalar ***);
 
 PETSC_EXTERN PetscLogEvent NTK_NetForward, NTK_NetJVP, NTK_NetVJP;

@@ -13,6 +13,7 @@
   parameters; call NtkOpUpdate after the parameters change.
 */
 #pragma once
+#include <ntk/compat.h>
 #include <petscmat.h>
 #include <ntk/net.h>
 #include <ntk/data.h>

@@ -5,6 +5,7 @@
   row i is the same whichever rank owns row i, so results do not depend on the number of ranks.
 */
 #pragma once
+#include <ntk/compat.h>
 #include <petscsys.h>
 
 /* Uniform in (0, 1), standard normal, and Rademacher (+1/-1) values keyed by (seed, stream, i). */

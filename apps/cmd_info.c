@@ -1,0 +1,155 @@
+/*
+  ntkspec info: what the model, the data and the kernel are, what a dense kernel would cost and
+  what the matrix-free path needs instead. With -ntk_info_selfcheck it also checks the products
+  on the data: the adjoint identity <J v, u> = <v, J^T u> and the JVP against central finite
+  differences of the forward pass, on probe vectors drawn from the seeded streams.
+*/
+#include "app.h"
+
+/* theta += alpha v, then refresh the operator's cached forward state */
+static PetscErrorCode Shift(NtkApp *app, PetscReal alpha, const PetscScalar *v)
+{
+  Vec          theta;
+  PetscScalar *th;
+  PetscInt     P;
+
+  PetscFunctionBegin;
+  PetscCall(NtkNetGetParameters(app->net, &theta));
+  PetscCall(VecGetLocalSize(theta, &P));
+  PetscCall(VecGetArray(theta, &th));
+  for (PetscInt k = 0; k < P; k++) th[k] += alpha * v[k];
+  PetscCall(VecRestoreArray(theta, &th));
+  PetscCall(NtkOpUpdate(app->op));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* adj = |<J v, u> - <v, J^T u>| / (|J v| |u|),  fd = |(F(th + h v) - F(th - h v)) / 2h - J v| / |J v| */
+static PetscErrorCode SelfCheck(NtkApp *app, PetscReal *adj, PetscReal *fd)
+{
+  Mat          J;
+  Vec          u, jv, fp, fm;
+  PetscInt     P, lo, hi;
+  PetscScalar *v, *dth, *ua, jvu, vjtu = 0;
+  PetscReal    nrm_jv, nrm_u, nrm_v = 0, h, nrm_d;
+
+  PetscFunctionBegin;
+  PetscCall(NtkNetGetNumParameters(app->net, &P));
+  PetscCall(NtkOpGetJacobian(app->op, &J));
+  PetscCall(PetscMalloc2(P, &v, P, &dth));
+  for (PetscInt k = 0; k < P; k++) v[k] = NtkRandomNormal(7, 1, k);
+  for (PetscInt k = 0; k < P; k++) nrm_v += v[k] * v[k];
+  PetscCall(MatCreateVecs(J, NULL, &u));
+  PetscCall(VecDuplicate(u, &jv));
+  PetscCall(VecDuplicate(u, &fp));
+  PetscCall(VecDuplicate(u, &fm));
+  PetscCall(VecGetOwnershipRange(u, &lo, &hi));
+  PetscCall(VecGetArray(u, &ua));
+  for (PetscInt i = lo; i < hi; i++) ua[i - lo] = NtkRandomNormal(7, 2, i);
+  PetscCall(VecRestoreArray(u, &ua));
+
+  PetscCall(NtkOpJVPAll(app->op, v, jv));
+  PetscCall(NtkOpVJPAll(app->op, u, dth));
+  PetscCall(VecDot(jv, u, &jvu));
+  for (PetscInt k = 0; k < P; k++) vjtu += v[k] * dth[k];
+  PetscCall(VecNorm(jv, NORM_2, &nrm_jv));
+  PetscCall(VecNorm(u, NORM_2, &nrm_u));
+  *adj = PetscAbsScalar(jvu - vjtu) / (nrm_jv * nrm_u);
+
+  /* step ~ eps^(1/3) relative to the parameters balances truncation against rounding */
+  h = 1e-5 / PetscSqrtReal(nrm_v / P);
+  PetscCall(Shift(app, h, v));
+  PetscCall(NtkOpGetOutputs(app->op, fp));
+  PetscCall(Shift(app, -2 * h, v));
+  PetscCall(NtkOpGetOutputs(app->op, fm));
+  PetscCall(Shift(app, h, v));
+  PetscCall(VecAXPY(fp, -1.0, fm));
+  PetscCall(VecScale(fp, 1.0 / (2 * h)));
+  PetscCall(VecAXPY(fp, -1.0, jv));
+  PetscCall(VecNorm(fp, NORM_2, &nrm_d));
+  *fd = nrm_d / nrm_jv;
+
+  PetscCall(VecDestroy(&u));
+  PetscCall(VecDestroy(&jv));
+  PetscCall(VecDestroy(&fp));
+  PetscCall(VecDestroy(&fm));
+  PetscCall(PetscFree2(v, dth));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Bytes the matrix-free path holds per rank: parameters and work vectors, cache, micro-batch. */
+static PetscReal MatrixFreeBytes(NtkApp *app, PetscInt nloc)
+{
+  PetscInt       P, L, mb, n;
+  const PetscInt *w;
+  PetscLogDouble cache;
+  PetscReal      cache_mb, per = 0;
+
+  NtkNetGetNumParameters(app->net, &P);
+  NtkNetGetWidths(app->net, &n, &w);
+  NtkNetGetNumLayers(app->net, &L);
+  NtkOpGetMicroBatch(app->op, &mb);
+  NtkOpGetCacheLimit(app->op, &cache_mb);
+  NtkNetCacheBytes(app->net, nloc, &cache);
+  for (PetscInt l = 0; l < n; l++) per = PetscMax(per, (PetscReal)w[l]);
+  return 8.0 * (6.0 * P + 4.0 * mb * per + 3.0 * nloc * w[L]) + PetscMin(cache, cache_mb * 1048576.0);
+}
+
+PetscErrorCode NtkCmdInfo(MPI_Comm comm)
+{
+  NtkApp              app;
+  const NtkDataShard *sh;
+  PetscBool           check = PETSC_FALSE;
+  PetscMPIInt         size;
+  PetscInt            nmin, nmax, nloc, P;
+  PetscReal           dense, mfree, adj = 0, fd = 0;
+  json_object        *doc = json_object_new_object(), *mem = json_object_new_object();
+
+  PetscFunctionBegin;
+  PetscOptionsBegin(comm, NULL, "ntkspec info", "ntkspec");
+  PetscCall(PetscOptionsBool("-ntk_info_selfcheck", "Check J v against finite differences and "
+                             "the adjoint identity", "", check, &check, NULL));
+  PetscOptionsEnd();
+  PetscCall(NtkAppCreate(comm, "info", &app));
+  PetscCall(NtkDataGetShard(app.data, &sh));
+  PetscCall(NtkNetGetNumParameters(app.net, &P));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  nloc = sh->rend - sh->rstart;
+  PetscCallMPI(MPI_Allreduce(&nloc, &nmin, 1, MPIU_INT, MPI_MIN, comm));
+  PetscCallMPI(MPI_Allreduce(&nloc, &nmax, 1, MPIU_INT, MPI_MAX, comm));
+  dense = 8.0 * (PetscReal)(sh->N * sh->C) * (PetscReal)(sh->N * sh->C);
+  mfree = MatrixFreeBytes(&app, nmax);
+
+  if (!app.quiet) PetscCall(NtkNetView(app.net, NULL));
+  if (!app.quiet) PetscCall(NtkDataView(app.data, NULL));
+  if (!app.quiet) PetscCall(NtkOpView(app.op, NULL));
+  PetscCall(NtkAppPrintf(&app, "N = %" PetscInt_FMT ", C = %" PetscInt_FMT ", P = %" PetscInt_FMT
+                         ", ranks = %d, samples per rank %" PetscInt_FMT "-%" PetscInt_FMT "\n",
+                         sh->N, sh->C, P, size, nmin, nmax));
+  PetscCall(NtkAppPrintf(&app, "dense kernel (NC)^2 doubles: %.4g GB; matrix-free, per rank: %.4g GB\n",
+                         dense / 1e9, mfree / 1e9));
+  if (check) {
+    PetscCall(SelfCheck(&app, &adj, &fd));
+    PetscCall(NtkAppPrintf(&app, "self-check: adjoint defect %.3e, finite-difference defect %.3e\n",
+                           (double)adj, (double)fd));
+  }
+
+  PetscCall(NtkAppDescribe(&app, doc));
+  json_object_object_add(doc, "N", json_object_new_int64(sh->N));
+  json_object_object_add(doc, "C", json_object_new_int64(sh->C));
+  json_object_object_add(doc, "P", json_object_new_int64(P));
+  json_object_object_add(doc, "samples_per_rank_min", json_object_new_int64(nmin));
+  json_object_object_add(doc, "samples_per_rank_max", json_object_new_int64(nmax));
+  json_object_object_add(mem, "dense_kernel_bytes", json_object_new_double(dense));
+  json_object_object_add(mem, "matrix_free_bytes_per_rank", json_object_new_double(mfree));
+  json_object_object_add(doc, "memory", mem);
+  if (check) {
+    json_object *sc = json_object_new_object();
+    json_object_object_add(sc, "adjoint_defect", json_object_new_double(adj));
+    json_object_object_add(sc, "fd_defect", json_object_new_double(fd));
+    json_object_object_add(doc, "selfcheck", sc);
+  }
+  PetscCall(NtkAppWriteResult(&app, doc));
+  json_object_put(doc);
+  PetscCall(NtkAppDestroy(&app));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}

@@ -1,0 +1,30 @@
+/* Private layout of NtkOp, shared by the files of src/op. */
+#pragma once
+#include <ntk/op.h>
+#include <ntk/sys.h>
+#include "../net/netimpl.h"
+
+PETSC_INTERN PetscErrorCode NtkOpCreateShells(NtkOp);
+
+struct _p_NtkOp {
+  MPI_Comm            comm;
+  NtkNet              net;
+  NtkData             data;
+  const NtkDataShard *shard;
+  NtkKernelVariant    variant;
+  PetscReal           scale;
+  PetscInt            mb;          /* micro-batch rows */
+  PetscReal           cache_mb;    /* cache limit per rank, MiB */
+  PetscInt            nloc, C, P;  /* local samples, outputs, parameters */
+  PetscInt            ncached;     /* local rows held in the cache */
+  NtkNetCache         cache;
+  NtkNetWork          work;
+  PetscScalar        *F;           /* outputs of local samples, nloc x C */
+  PetscScalar        *pbuf, *pbuf2; /* two replicated P-vectors */
+  PetscScalar        *obuf;        /* nloc x C, for the averaged kernel */
+  Mat                 J, K, G;
+  Vec                 pall;        /* sequential P-vector for gathers */
+  VecScatter          toall;
+  PetscInt            nkernel, njvp, nvjp;
+  PetscBool           setup;
+};
