@@ -133,10 +133,7 @@ PetscErrorCode NtkOpSetFromOptions(NtkOp op)
   PetscOptionsEnd();
   PetscCall(NtkOpSetMicroBatch(op, op->mb));
   PetscCall(NtkOpSetCacheLimit(op, op->cache_mb));
-  if (scale < 0) {
-    PetscCall(NtkDataGetShard(op->data, &op->shard));
-    PetscCall(NtkOpSetScale(op, 1.0 / op->shard->N));
-  }
+  op->scale_by_n = scale < 0 ? PETSC_TRUE : PETSC_FALSE;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -175,6 +172,7 @@ PetscErrorCode NtkOpSetUp(NtkOp op)
              "the model's output width %" PetscInt_FMT " does not match the data's %" PetscInt_FMT
              " targets", op->C, op->shard->C);
   op->nloc = op->shard->rend - op->shard->rstart;
+  if (op->scale_by_n) op->scale = 1.0 / op->shard->N;
   op->mb   = PetscMax(1, PetscMin(op->mb, op->nloc));
 
   /* cache as many local rows as the limit allows; the rest are recomputed per micro-batch */

@@ -13,6 +13,7 @@ struct _p_NtkOp {
   const NtkDataShard *shard;
   NtkKernelVariant    variant;
   PetscReal           scale;
+  PetscBool           scale_by_n;  /* scale = 1/N, resolved at SetUp */
   PetscInt            mb;          /* micro-batch rows */
   PetscReal           cache_mb;    /* cache limit per rank, MiB */
   PetscInt            nloc, C, P;  /* local samples, outputs, parameters */

@@ -200,11 +200,12 @@ static PetscErrorCode MultJacobianTranspose(Mat J, Vec x, Vec y)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-static PetscErrorCode CreateShell(NtkOp op, PetscInt m, PetscInt n, PetscErrorCode (*mult)(Mat, Vec, Vec),
+static PetscErrorCode CreateShell(NtkOp op, PetscInt m, PetscInt n, PetscInt Nglob,
+                                  PetscErrorCode (*mult)(Mat, Vec, Vec),
                                   PetscErrorCode (*multt)(Mat, Vec, Vec), Mat *A)
 {
   PetscFunctionBegin;
-  PetscCall(MatCreateShell(op->comm, m, n, PETSC_DETERMINE, PETSC_DETERMINE, op, A));
+  PetscCall(MatCreateShell(op->comm, m, n, PETSC_DETERMINE, Nglob, op, A));
   PetscCall(MatShellSetOperation(*A, MATOP_MULT, (void (*)(void))mult));
   PetscCall(MatShellSetOperation(*A, MATOP_MULT_TRANSPOSE, (void (*)(void))(multt ? multt : mult)));
   if (!multt) {
@@ -221,11 +222,12 @@ PetscErrorCode NtkOpCreateShells(NtkOp op)
   Vec      pv;
 
   PetscFunctionBegin;
-  PetscCall(CreateShell(op, nout, PETSC_DECIDE, MultJacobian, MultJacobianTranspose, &op->J));
+  PetscCall(CreateShell(op, nout, PETSC_DECIDE, op->P, MultJacobian, MultJacobianTranspose, &op->J));
   PetscCall(MatGetLocalSize(op->J, NULL, &plo));
-  PetscCall(CreateShell(op, plo, plo, MultGram, NULL, &op->G));
-  if (op->variant == NTK_KERNEL_FULL) PetscCall(CreateShell(op, nout, nout, MultKernelFull, NULL, &op->K));
-  else PetscCall(CreateShell(op, op->nloc, op->nloc, MultKernelAveraged, NULL, &op->K));
+  PetscCall(CreateShell(op, plo, plo, PETSC_DETERMINE, MultGram, NULL, &op->G));
+  if (op->variant == NTK_KERNEL_FULL)
+    PetscCall(CreateShell(op, nout, nout, PETSC_DETERMINE, MultKernelFull, NULL, &op->K));
+  else PetscCall(CreateShell(op, op->nloc, op->nloc, PETSC_DETERMINE, MultKernelAveraged, NULL, &op->K));
 
   PetscCall(MatCreateVecs(op->J, &pv, NULL));
   PetscCall(VecCreateSeq(PETSC_COMM_SELF, op->P, &op->pall));
