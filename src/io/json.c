@@ -1,0 +1,161 @@
+/*
+  Result documents and atomic file writes.
+
+  A result is a JSON object built on every rank and written by rank 0. Files are written to a
+  temporary name beside the target ("<path>.tmp.<pid>"), flushed to disk with fsync and renamed
+  over the target: rename within one folder is atomic, so a reader sees the old file or the new
+  one, never a half-written one, and a failed run leaves an existing result untouched. Doubles
+  are serialised by json-c with 17 significant digits, which round-trips every double exactly.
+*/
+#include <ntk/io.h>
+#include <ntk/sys.h>
+#include <ntk_config.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Write all bytes to fd, retrying after interrupted or partial writes; returns 0 or an errno. */
+static int WriteAll(int fd, const void *data, size_t len)
+{
+  const char *p = (const char *)data;
+
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Make the rename itself durable; failure here does not endanger the data, so it is ignored. */
+static void SyncFolder(const char path[])
+{
+  char        dir[PETSC_MAX_PATH_LEN];
+  const char *slash = strrchr(path, '/');
+  int         fd;
+
+  if (!slash) (void)strcpy(dir, ".");
+  else if (slash == path) (void)strcpy(dir, "/");
+  else if ((size_t)(slash - path) < sizeof(dir)) {
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = 0;
+  } else return;
+  fd = open(dir, O_RDONLY);
+  if (fd < 0) return;
+  (void)fsync(fd);
+  (void)close(fd);
+}
+
+PetscErrorCode NtkWriteFileAtomic(const char path[], const void *data, size_t len)
+{
+  char tmp[PETSC_MAX_PATH_LEN + 32];
+  int  fd, err = 0;
+
+  PetscFunctionBegin;
+  PetscCall(PetscSNPrintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()));
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  PetscCheck(fd >= 0, PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot write %s: %s", path,
+             strerror(errno));
+  err = WriteAll(fd, data, len);
+  if (!err && fsync(fd)) err = errno;
+  if (close(fd) && !err) err = errno;
+  if (!err && rename(tmp, path)) err = errno;
+  if (err) {
+    (void)unlink(tmp);
+    SETERRQ(PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE, "cannot write %s: %s", path, strerror(err));
+  }
+  SyncFolder(path);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+static PetscErrorCode JSONWriteRoot(json_object *obj, const char path[])
+{
+  const char *text;
+  size_t      len;
+  char       *buf;
+  PetscErrorCode ierr;
+
+  PetscFunctionBegin;
+  text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
+  PetscCheck(text, PETSC_COMM_SELF, PETSC_ERR_MEM, "cannot serialise the result for %s", path);
+  len = strlen(text);
+  PetscCall(PetscMalloc1(len + 1, &buf));
+  memcpy(buf, text, len);
+  buf[len] = '\n';
+  ierr     = NtkWriteFileAtomic(path, buf, len + 1);
+  PetscCall(PetscFree(buf));
+  PetscCall(ierr);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Rank 0 writes; the outcome is shared so that a failed write fails every rank. */
+PetscErrorCode NtkJSONWrite(MPI_Comm comm, json_object *obj, const char path[])
+{
+  PetscMPIInt    rank;
+  PetscErrorCode ierr = PETSC_SUCCESS;
+  int            code;
+  char          *msg  = NULL;
+
+  PetscFunctionBegin;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (rank == 0) {
+    PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+    ierr = JSONWriteRoot(obj, path);
+    PetscCall(PetscPopErrorHandler());
+    if (ierr) PetscCall(PetscErrorMessage(ierr, NULL, &msg));
+  }
+  /* NtkCheckAll shares the message only, so rank 0's error code is sent along first */
+  code = (int)ierr;
+  PetscCallMPI(MPI_Bcast(&code, 1, MPI_INT, 0, comm));
+  PetscCall(NtkCheckAll(comm, ierr ? PETSC_FALSE : PETSC_TRUE, code, msg));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* JSON has no NaN or Inf: an undefined value (e.g. the error of a single sample) is null. */
+static json_object *JSONReal(PetscReal v)
+{
+  return isfinite(v) ? json_object_new_double((double)v) : NULL;
+}
+
+json_object *NtkJSONEstimate(PetscReal value, PetscReal err, const char method[], PetscInt matvecs)
+{
+  json_object *o = json_object_new_object();
+
+  if (!o) return NULL;
+  json_object_object_add(o, "value", JSONReal(value));
+  json_object_object_add(o, "stderr", JSONReal(err));
+  json_object_object_add(o, "method", json_object_new_string(method ? method : ""));
+  json_object_object_add(o, "matvecs", json_object_new_int64((int64_t)matvecs));
+  return o;
+}
+
+/* Version, command, ranks, and rank 0's date and host, identical in every rank's copy. */
+PetscErrorCode NtkJSONAddRunInfo(MPI_Comm comm, json_object *obj, const char command[])
+{
+  char        date[32] = "", host[256] = "";
+  PetscMPIInt rank, size;
+  time_t      now;
+  struct tm   utc;
+
+  PetscFunctionBegin;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  if (rank == 0) {
+    now = time(NULL);
+    if (gmtime_r(&now, &utc)) (void)strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &utc);
+    if (gethostname(host, sizeof(host) - 1)) (void)strcpy(host, "unknown");
+  }
+  PetscCallMPI(MPI_Bcast(date, (PetscMPIInt)sizeof(date), MPI_CHAR, 0, comm));
+  PetscCallMPI(MPI_Bcast(host, (PetscMPIInt)sizeof(host), MPI_CHAR, 0, comm));
+  json_object_object_add(obj, "version", json_object_new_string(NTK_VERSION));
+  json_object_object_add(obj, "command", json_object_new_string(command ? command : ""));
+  json_object_object_add(obj, "ranks", json_object_new_int(size));
+  json_object_object_add(obj, "date", json_object_new_string(date));
+  json_object_object_add(obj, "hostname", json_object_new_string(host));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
