@@ -63,6 +63,7 @@ PetscErrorCode NtkCheckAll(MPI_Comm comm, PetscBool ok, PetscErrorCode code, con
   if (first == size) PetscFunctionReturn(PETSC_SUCCESS);
   if (rank == first && msg) PetscCall(PetscStrncpy(text, msg, sizeof(text)));
   PetscCallMPI(MPI_Bcast(text, (PetscMPIInt)sizeof(text), MPI_CHAR, first, comm));
+  PetscCallMPI(MPI_Bcast(&code, 1, MPI_INT, first, comm));
   SETERRQ(comm, code ? code : PETSC_ERR_FILE_UNEXPECTED, "%s", text);
 }
 
