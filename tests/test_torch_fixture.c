@@ -5,7 +5,7 @@
   checks that saving the loaded model with NtkNetSaveSafetensors and loading it back reproduces
   the architecture and every parameter bit for bit.
 
-  The fixture (a JSON file in tests/fixtures, written once by tests/fixtures/make_torch_fixtures.py) holds
+  The fixture (a JSON file in tests/fixtures, written once by make_torch_fixtures.py there) holds
   the outputs f_c(x_i) and K v at global rows k = i*C + c for v_k = sin(0.37 k + 0.1), and Tr K.
   Options: -fixture FILE.json plus the usual -ntk_net_file, -ntk_data and -ntk_data_samples.
 */
