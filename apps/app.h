@@ -28,3 +28,5 @@ PetscErrorCode NtkAppWriteResult(NtkApp *, json_object *);
 PetscErrorCode NtkAppPrintf(NtkApp *, const char[], ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
 
 PetscErrorCode NtkCmdInfo(MPI_Comm);
+PetscErrorCode NtkCmdEstimate(MPI_Comm);
+PetscErrorCode NtkCmdPosition(MPI_Comm);

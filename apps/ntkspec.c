@@ -20,6 +20,8 @@ typedef struct {
 
 static const NtkCommand commands[] = {
   {"info", NtkCmdInfo, "model, data, kernel size and memory; -ntk_info_selfcheck tests JVP/VJP"},
+  {"estimate", NtkCmdEstimate, "trace, Frobenius norm, effective rank, entropy with error bars"},
+  {"position", NtkCmdPosition, "spectral position rho of the loss gradient, mu, alignment"},
 };
 static const int ncommands = (int)(sizeof(commands) / sizeof(commands[0]));
 

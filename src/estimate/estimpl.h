@@ -1,0 +1,52 @@
+/* Private layout of NtkEstimator, shared by the files of src/estimate. */
+#pragma once
+#include <ntk/estimate.h>
+#include <ntk/sys.h>
+
+/* Stream offsets: each estimator draws its probes from its own block of streams. */
+#define NTK_STREAM_HUTCHINSON (PetscInt64)0
+#define NTK_STREAM_SKETCH     ((PetscInt64)1 << 32)
+#define NTK_STREAM_RESIDUAL   ((PetscInt64)2 << 32)
+#define NTK_STREAM_ONESIDED   ((PetscInt64)3 << 32)
+#define NTK_STREAM_SLQ        ((PetscInt64)4 << 32)
+/* Probes drawn with -ntk_estimate_rtol when no budget caps them. */
+#define NTK_MAX_ADAPTIVE_PROBES 1000
+#define NTK_MIN_PROBES          4
+
+struct _p_NtkEstimator {
+  MPI_Comm              comm;
+  NtkOp                 op;
+  Mat                   K;
+  PetscInt              n;              /* kernel dimension */
+  NtkTraceMethod        trace_method;
+  NtkProbeType          probe;
+  PetscInt64            seed;
+  PetscInt              matvecs;        /* budget per quantity, < 0: none */
+  PetscReal             rtol;
+  PetscInt              probes;
+  PetscInt              steps;          /* Lanczos steps per SLQ probe */
+  NtkReorthType         reorth;
+  PetscReal             zero_tol, breakdown_tol;
+  char                  density[PETSC_MAX_PATH_LEN];
+  PetscInt              density_points;
+  PetscReal             density_sigma;  /* Gaussian width in decades of lambda */
+  NtkEstimatorMonitorFn monitor;
+  void                 *mctx;
+  PetscBool             setup;
+
+  /* SLQ state: per probe j, nq[j] nodes at nodes[j*steps + k] with weights |z_j|^2 tau_jk^2 */
+  PetscInt   nslq;
+  PetscInt  *nq;
+  PetscReal *nodes, *weights;
+  PetscReal  trace_used, lmax, zero_thr;
+  PetscReal  snorm, snorm_err, nzmass, nzmass_err;
+};
+
+PETSC_INTERN PetscErrorCode NtkEstimatorFillProbe(NtkEstimator, PetscInt64, Vec);
+PETSC_INTERN void           NtkMeanErr(PetscInt, const PetscReal *, PetscReal *, PetscReal *);
+PETSC_INTERN PetscInt       NtkEstimatorMaxProbes(NtkEstimator, PetscInt, PetscInt);
+PETSC_INTERN PetscBool      NtkEstimatorConverged(NtkEstimator, PetscInt, const NtkEstimate *);
+PETSC_INTERN PetscErrorCode NtkLanczos(Mat, Vec, PetscInt, NtkReorthType, PetscReal, Vec *,
+                                       PetscReal *, PetscReal *, PetscInt *);
+PETSC_INTERN PetscErrorCode NtkTridiagonalGauss(PetscInt, const PetscReal *, const PetscReal *,
+                                                PetscReal *, PetscReal *);

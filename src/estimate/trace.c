@@ -1,0 +1,171 @@
+/*
+  Trace estimators of the kernel K (n x n, scale s included). With probes z_j (E z z^T = I):
+    Hutchinson   Tr K ~ (1/m) sum_j z_j^T K z_j                         (one product per probe)
+    one-sided    Tr K = s Tr(J J^T) ~ (1/m) sum_j s |J^T z_j|^2         (one VJP per probe)
+    Hutch++      Tr K = Tr(Q^T K Q) + Tr((I - QQ^T) K (I - QQ^T)), Q = orth(K S) for a sketch
+                 S of k probes; the first term is exact in k products, the second is Hutchinson
+                 on the deflated kernel (Meyer, Musco, Musco, Woodruff, SOSA 2021).
+  Standard errors are sample std / sqrt(m) of the per-probe terms; for Hutch++ that of the
+  residual terms, conditional on the sketch (the Tr(Q^T K Q) part has no sampling error given Q).
+*/
+#include "estimpl.h"
+
+/* Report progress and decide whether to stop after probe j (1-based) of at most m. */
+static PetscErrorCode Step(NtkEstimator e, const char what[], PetscInt j, PetscInt m,
+                           NtkEstimate *est, PetscBool *stop)
+{
+  PetscFunctionBegin;
+  if (e->monitor) PetscCall(e->monitor(e, what, j, m, est, e->mctx));
+  *stop = NtkEstimatorConverged(e, j, est);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Hutchinson (stream offset s0, values added to `shift`) on (I - QQ^T) K (I - QQ^T), nq >= 0. */
+static PetscErrorCode Hutchinson(NtkEstimator e, PetscInt64 s0, PetscInt nq, Vec *Q, PetscInt maxp,
+                                 PetscReal shift, const char what[], NtkEstimate *est)
+{
+  Vec          z, y;
+  PetscReal   *x;
+  PetscScalar *h, d;
+  PetscBool    stop = PETSC_FALSE;
+
+  PetscFunctionBegin;
+  PetscCall(MatCreateVecs(e->K, &z, &y));
+  PetscCall(PetscMalloc2(maxp, &x, PetscMax(nq, 1), &h));
+  for (PetscInt j = 0; j < maxp && !stop; j++) {
+    PetscCall(NtkEstimatorFillProbe(e, s0 + j, z));
+    if (nq > 0) {
+      PetscCall(VecMDot(z, nq, Q, h));
+      for (PetscInt i = 0; i < nq; i++) h[i] = -h[i];
+      PetscCall(VecMAXPY(z, nq, h, Q));
+    }
+    PetscCall(MatMult(e->K, z, y));
+    PetscCall(VecDot(z, y, &d));
+    x[j] = PetscRealPart(d);
+    NtkMeanErr(j + 1, x, &est->value, &est->err);
+    est->value += shift;
+    est->probes = j + 1;
+    est->matvecs++;
+    PetscCall(Step(e, what, j + 1, maxp, est, &stop));
+  }
+  PetscCall(PetscFree2(x, h));
+  PetscCall(VecDestroy(&z));
+  PetscCall(VecDestroy(&y));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Orthonormalise the k columns of W in place (classical Gram-Schmidt, twice); drop dependent ones. */
+static PetscErrorCode Orthonormalize(PetscInt k, Vec *W, PetscInt *nq)
+{
+  PetscScalar *h;
+  PetscReal    nrm0, nrm;
+
+  PetscFunctionBegin;
+  PetscCall(PetscMalloc1(PetscMax(k, 1), &h));
+  *nq = 0;
+  for (PetscInt i = 0; i < k; i++) {
+    PetscCall(VecNorm(W[i], NORM_2, &nrm0));
+    for (PetscInt pass = 0; pass < 2 && *nq > 0; pass++) {
+      PetscCall(VecMDot(W[i], *nq, W, h));
+      for (PetscInt q = 0; q < *nq; q++) h[q] = -h[q];
+      PetscCall(VecMAXPY(W[i], *nq, h, W));
+    }
+    PetscCall(VecNorm(W[i], NORM_2, &nrm));
+    if (nrm <= 1e-12 * nrm0 || nrm == 0) continue;
+    PetscCall(VecScale(W[i], 1.0 / nrm));
+    if (i != *nq) PetscCall(VecSwap(W[i], W[*nq]));
+    (*nq)++;
+  }
+  PetscCall(PetscFree(h));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+static PetscErrorCode HutchPP(NtkEstimator e, NtkEstimate *est)
+{
+  PetscInt  k, nq = 0, maxp;
+  Vec       z, *W;
+  PetscReal tq = 0;
+
+  PetscFunctionBegin;
+  /* budget B: k = B/3 sketch products, k products for Tr(Q^T K Q), the rest residual probes */
+  k    = e->matvecs >= 0 ? PetscMax(1, e->matvecs / 3) : e->probes;
+  maxp = e->matvecs >= 0 ? PetscMax(1, e->matvecs - 2 * k) : NtkEstimatorMaxProbes(e, 1, 0);
+  PetscCall(MatCreateVecs(e->K, &z, NULL));
+  PetscCall(VecDuplicateVecs(z, k, &W));
+  for (PetscInt i = 0; i < k; i++) {
+    PetscCall(NtkEstimatorFillProbe(e, NTK_STREAM_SKETCH + i, z));
+    PetscCall(MatMult(e->K, z, W[i]));
+  }
+  PetscCall(Orthonormalize(k, W, &nq));
+  for (PetscInt i = 0; i < nq; i++) {
+    PetscScalar d;
+    PetscCall(MatMult(e->K, W[i], z));
+    PetscCall(VecDot(W[i], z, &d));
+    tq += PetscRealPart(d);
+  }
+  est->matvecs = k + nq;
+  PetscCall(Hutchinson(e, NTK_STREAM_RESIDUAL, nq, W, maxp, tq, "trace (hutch++)", est));
+  PetscCall(VecDestroyVecs(k, &W));
+  PetscCall(VecDestroy(&z));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+static PetscErrorCode OneSided(NtkEstimator e, NtkEstimate *est)
+{
+  Mat          J;
+  Vec          z;
+  PetscScalar *dth;
+  PetscReal   *x, scale;
+  PetscInt     P, maxp = NtkEstimatorMaxProbes(e, 1, 0);
+  PetscBool    stop = PETSC_FALSE;
+  NtkKernelVariant v;
+
+  PetscFunctionBegin;
+  PetscCall(NtkOpGetKernel(e->op, &v));
+  PetscCheck(v == NTK_KERNEL_FULL, e->comm, PETSC_ERR_SUP, "the one-sided trace estimate needs "
+             "the full kernel (-ntk_kernel full); use hutchinson or hutchpp for the averaged one");
+  PetscCall(NtkOpGetScale(e->op, &scale));
+  PetscCall(NtkOpGetJacobian(e->op, &J));
+  PetscCall(MatGetSize(J, NULL, &P));
+  PetscCall(MatCreateVecs(J, NULL, &z));
+  PetscCall(PetscMalloc2(maxp, &x, P, &dth));
+  for (PetscInt j = 0; j < maxp && !stop; j++) {
+    PetscReal s = 0;
+    PetscCall(NtkEstimatorFillProbe(e, NTK_STREAM_ONESIDED + j, z));
+    PetscCall(NtkOpVJPAll(e->op, z, dth));
+    for (PetscInt q = 0; q < P; q++) s += PetscRealPart(dth[q] * dth[q]);
+    x[j] = scale * s;
+    NtkMeanErr(j + 1, x, &est->value, &est->err);
+    est->probes = est->matvecs = j + 1;
+    PetscCall(Step(e, "trace (one-sided)", j + 1, maxp, est, &stop));
+  }
+  PetscCall(PetscFree2(x, dth));
+  PetscCall(VecDestroy(&z));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkEstimatorTrace(NtkEstimator e, NtkEstimate *est)
+{
+  PetscFunctionBegin;
+  PetscCall(NtkEstimatorSetUp(e));
+  PetscCall(PetscLogEventBegin(NTK_EstimateTrace, 0, 0, 0, 0));
+  PetscCall(PetscMemzero(est, sizeof(*est)));
+  est->method = NtkTraceMethods[e->trace_method];
+  switch (e->trace_method) {
+  case NTK_TRACE_EXACT:
+    PetscCall(NtkOpTrace(e->op, &est->value));
+    break;
+  case NTK_TRACE_HUTCHINSON:
+    PetscCall(Hutchinson(e, NTK_STREAM_HUTCHINSON, 0, NULL, NtkEstimatorMaxProbes(e, 1, 0), 0,
+                         "trace (hutchinson)", est));
+    break;
+  case NTK_TRACE_HUTCHPP:
+    PetscCall(HutchPP(e, est));
+    break;
+  case NTK_TRACE_ONESIDED:
+    PetscCall(OneSided(e, est));
+    break;
+  }
+  PetscCall(PetscLogEventEnd(NTK_EstimateTrace, 0, 0, 0, 0));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
