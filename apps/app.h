@@ -30,3 +30,5 @@ PetscErrorCode NtkAppPrintf(NtkApp *, const char[], ...) PETSC_ATTRIBUTE_FORMAT(
 PetscErrorCode NtkCmdInfo(MPI_Comm);
 PetscErrorCode NtkCmdEstimate(MPI_Comm);
 PetscErrorCode NtkCmdPosition(MPI_Comm);
+PetscErrorCode NtkCmdSpectrum(MPI_Comm);
+PetscErrorCode NtkCmdDense(MPI_Comm);

@@ -22,6 +22,8 @@ static const NtkCommand commands[] = {
   {"info", NtkCmdInfo, "model, data, kernel size and memory; -ntk_info_selfcheck tests JVP/VJP"},
   {"estimate", NtkCmdEstimate, "trace, Frobenius norm, effective rank, entropy with error bars"},
   {"position", NtkCmdPosition, "spectral position rho of the loss gradient, mu, alignment"},
+  {"spectrum", NtkCmdSpectrum, "leading and tail (smallest nonzero) eigenpairs, matrix-free (SLEPc)"},
+  {"dense", NtkCmdDense, "whole spectrum of the assembled kernel (ScaLAPACK or LAPACK)"},
 };
 static const int ncommands = (int)(sizeof(commands) / sizeof(commands[0]));
 

@@ -1,0 +1,91 @@
+/*
+  ntkspec spectrum: the leading (largest) and tail (smallest nonzero) eigenpairs of the kernel,
+  matrix-free by SLEPc (see src/spectrum/eigen.c for the methods), each with its true residual,
+  the null space dimension, and the kernel products spent. SLEPc's options keep working: -eps_* and
+  -svd_* steer the leading solve, -tail_eps_* and -tail_svd_* the tail solve.
+*/
+#include "app.h"
+#include <ntk/spectrum.h>
+
+static json_object *PairsJSON(PetscInt n, const NtkEigenPair *p)
+{
+  json_object *arr = json_object_new_array();
+
+  for (PetscInt i = 0; i < n; i++) {
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "value", json_object_new_double(p[i].value));
+    json_object_object_add(o, "residual", json_object_new_double(p[i].residual));
+    json_object_object_add(o, "residual_rel", json_object_new_double(p[i].residual_rel));
+    json_object_array_add(arr, o);
+  }
+  return arr;
+}
+
+static PetscErrorCode PrintPairs(NtkApp *app, const char *what, PetscInt n, const NtkEigenPair *p)
+{
+  PetscFunctionBegin;
+  PetscCall(NtkAppPrintf(app, "%s eigenvalues (residual |K u - lambda u| / lambda_max):\n", what));
+  for (PetscInt i = 0; i < n; i++)
+    PetscCall(NtkAppPrintf(app, "  %4" PetscInt_FMT "  %.15e  %.2e\n", i, (double)p[i].value,
+                           (double)p[i].residual));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkCmdSpectrum(MPI_Comm comm)
+{
+  NtkApp              app;
+  NtkSpectrum         sp;
+  const NtkEigenPair *lead, *tail;
+  PetscInt            nlead, ntail, nreq, treq, nulldim, c[3];
+  PetscBool           known;
+  const char         *mlead, *mtail;
+  PetscInt            seed;
+  json_object        *doc = json_object_new_object(), *cost = json_object_new_object();
+  json_object        *meth = json_object_new_object();
+
+  PetscFunctionBegin;
+  PetscCall(NtkAppCreate(comm, "spectrum", &app));
+  PetscCall(NtkSpectrumCreate(app.op, &sp));
+  PetscCall(NtkSpectrumSetMonitor(sp, app.quiet ? PETSC_FALSE : PETSC_TRUE));
+  PetscCall(NtkSpectrumSetFromOptions(sp));
+  PetscCall(NtkSpectrumSolve(sp));
+
+  PetscCall(NtkSpectrumGetNev(sp, &nreq));
+  PetscCall(NtkSpectrumGetTail(sp, &treq));
+  PetscCall(NtkSpectrumGetLeading(sp, &nlead, &lead));
+  PetscCall(NtkSpectrumGetTailPairs(sp, &ntail, &tail));
+  PetscCall(NtkSpectrumGetNullSpace(sp, &nulldim, &known));
+  PetscCall(NtkSpectrumGetCost(sp, &c[0], &c[1], &c[2]));
+  PetscCall(NtkSpectrumGetMethodDescription(sp, &mlead, &mtail));
+  PetscCall(PrintPairs(&app, "leading", nlead, lead));
+  if (treq) PetscCall(PrintPairs(&app, "tail", ntail, tail));
+  PetscCall(NtkAppPrintf(&app, "null space dimension %" PetscInt_FMT "%s\n", nulldim,
+                         known ? "" : " (NC - P: a lower bound; ask for a tail to determine it)"));
+  PetscCall(NtkAppPrintf(&app, "kernel products: leading %" PetscInt_FMT ", tail %" PetscInt_FMT
+                         ", residual checks %" PetscInt_FMT "\n", c[0], c[1], c[2]));
+  if (nlead < nreq || ntail < treq)
+    PetscCall(NtkAppPrintf(&app, "warning: %" PetscInt_FMT " of %" PetscInt_FMT " leading and %"
+                           PetscInt_FMT " of %" PetscInt_FMT " tail pairs converged\n", nlead,
+                           nreq, ntail, treq));
+
+  PetscCall(NtkNetGetSeed(app.net, &seed));
+  PetscCall(NtkAppDescribe(&app, doc));
+  json_object_object_add(doc, "leading", PairsJSON(nlead, lead));
+  json_object_object_add(doc, "tail", PairsJSON(ntail, tail));
+  json_object_object_add(doc, "null_space_dim", json_object_new_int64(nulldim));
+  json_object_object_add(doc, "null_space_determined", json_object_new_boolean(known));
+  json_object_object_add(doc, "matvecs", json_object_new_int64(c[0] + c[1] + c[2]));
+  json_object_object_add(cost, "leading", json_object_new_int64(c[0]));
+  json_object_object_add(cost, "tail", json_object_new_int64(c[1]));
+  json_object_object_add(cost, "residual_checks", json_object_new_int64(c[2]));
+  json_object_object_add(doc, "matvecs_by_phase", cost);
+  json_object_object_add(meth, "leading", json_object_new_string(mlead));
+  if (treq) json_object_object_add(meth, "tail", json_object_new_string(mtail));
+  json_object_object_add(doc, "method", meth);
+  json_object_object_add(doc, "seed", json_object_new_int64(seed));
+  PetscCall(NtkAppWriteResult(&app, doc));
+  json_object_put(doc);
+  PetscCall(NtkSpectrumDestroy(&sp));
+  PetscCall(NtkAppDestroy(&app));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}

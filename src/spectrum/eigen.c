@@ -1,0 +1,671 @@
+/*
+  Leading and tail eigenpairs of the eNTK K = scale J J^T by SLEPc, matrix-free.
+
+  Side. K (NC x NC) and G = scale J^T J (P x P) share their nonzero eigenvalues; G v = lambda v
+  gives the kernel eigenvector u = J v / |J v|. The solver iterates on the smaller of the two
+  (-ntk_spectrum_side auto), or on the singular values of J by thick-restart Lanczos
+  bidiagonalisation (-ntk_spectrum_method svd, lambda = scale sigma^2, u the left vector).
+
+  Leading pairs: Krylov-Schur (Stewart 2001) on the largest eigenvalues with the relative test
+  |r| <= tol |lambda|; they converge in a few dozen products because the top of an eNTK spectrum is
+  well separated.
+
+  Tail pairs: the k smallest nonzero eigenvalues. No factorisation of K exists, so shift-and-invert
+  is out, and every method is a polynomial in K: what decides the cost is how much of the Krylov
+  space a restart throws away. Measured on the 784-256-256-10 kernel of 1,000 Fashion-MNIST images
+  (condition number ~1e7; docs/theory-spectrum.md has the table), a Krylov-Schur solve of the
+  smallest eigenvalues whose basis is large (ncv = 512 by default, capped by the dimension) needed a
+  fraction of the products of the default basis, because a wide basis restarts rarely and the
+  restart keeps the locked small Ritz vectors. Since an orthogonalisation against 512 vectors of
+  length NC costs ~1000 NC flops, far below one product (~8 N P flops), the wide basis is almost
+  free. Convergence near zero uses an absolute test scaled by lambda_max, |r| <= tol lambda_max,
+  because a relative test cannot be met by eigenvalues at the rounding level of the products.
+
+  Null space. When NC > P the kernel has at least NC - P zero eigenvalues; the tail is then computed
+  on G (P x P), whose zero eigenvalues (J without full column rank) are counted, below the
+  threshold lambda_max max(10 m eps, tol) with m the operator's dimension, and removed from the
+  tail: null_space_dim = NC - P + #zeros(G). On the output side zeros found among the smallest
+  eigenvalues are counted the same way. A solve that meets zeros is repeated with k raised by their
+  number, so the reported tail holds nonzero eigenvalues only.
+
+  Every pair is checked by an extra product: the reported residual is |K u - lambda u| / lambda_max
+  (and / |lambda| as residual_rel), on the kernel itself whatever side the solver worked on.
+*/
+#include <ntk/spectrum.h>
+#include <ntk/sys.h>
+#include <slepceps.h>
+#include <slepcsvd.h>
+
+const char *const NtkSpectrumSides[]   = {"auto", "output", "parameter", "NtkSpectrumSide",
+                                          "NTK_SIDE_", NULL};
+const char *const NtkSpectrumMethods[] = {"eps", "svd", "NtkSpectrumMethod", "NTK_SPECTRUM_", NULL};
+PetscLogEvent     NTK_SpectrumSolve;
+
+struct _p_NtkSpectrum {
+  MPI_Comm          comm;
+  NtkOp             op;
+  PetscInt          nev, ntail, max_it, tail_ncv;
+  PetscReal         tol;
+  NtkSpectrumSide   side;
+  NtkSpectrumMethod method;
+  char              vecfile[PETSC_MAX_PATH_LEN];
+  PetscBool         monitor;
+  /* results */
+  PetscInt          nlead, ntailf, nulldim;
+  PetscBool         null_known;
+  NtkEigenPair     *lead, *tail;
+  Vec              *ulead, *utail;
+  PetscReal         lmax, sigmax;
+  PetscInt          cost[3];
+  char              desc[2][128];
+  /* monitor state */
+  const char       *phase;
+  PetscLogDouble    t0, tlast;
+  PetscInt          lastconv;
+};
+
+/* Pairs of one solve: values and unit kernel-space vectors. */
+typedef struct {
+  PetscInt   n;
+  PetscReal *val;
+  Vec       *u;
+} Pairs;
+
+PetscErrorCode NtkSpectrumInitializePackage(void)
+{
+  static PetscBool done = PETSC_FALSE;
+
+  PetscFunctionBegin;
+  if (done) PetscFunctionReturn(PETSC_SUCCESS);
+  done = PETSC_TRUE;
+  PetscCall(NtkInitializePackage());
+  PetscCall(PetscLogEventRegister("NtkSpectrumSolve", NTK_CLASSID, &NTK_SpectrumSolve));
+  PetscCall(PetscLogEventRegister("NtkDenseAssemble", NTK_CLASSID, &NTK_DenseAssemble));
+  PetscCall(PetscLogEventRegister("NtkDenseSolve", NTK_CLASSID, &NTK_DenseSolve));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumCreate(NtkOp op, NtkSpectrum *sp)
+{
+  NtkSpectrum s;
+  NtkNet      net;
+
+  PetscFunctionBegin;
+  PetscCall(NtkSpectrumInitializePackage());
+  PetscCall(PetscNew(&s));
+  PetscCall(NtkOpGetNet(op, &net));
+  PetscCall(NtkNetGetComm(net, &s->comm));
+  s->op       = op;
+  s->nev      = 10;
+  s->tol      = 1e-10;
+  s->max_it   = PETSC_DEFAULT;
+  s->tail_ncv = 512;
+  *sp         = s;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSetNev(NtkSpectrum sp, PetscInt k)
+{
+  PetscFunctionBegin;
+  PetscCheck(k >= 0, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_spectrum_nev %" PetscInt_FMT " must be >= 0", k);
+  sp->nev = k;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetNev(NtkSpectrum sp, PetscInt *k)
+{
+  PetscFunctionBegin;
+  *k = sp->nev;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSetTail(NtkSpectrum sp, PetscInt k)
+{
+  PetscFunctionBegin;
+  PetscCheck(k >= 0, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_spectrum_tail %" PetscInt_FMT " must be >= 0", k);
+  sp->ntail = k;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetTail(NtkSpectrum sp, PetscInt *k)
+{
+  PetscFunctionBegin;
+  *k = sp->ntail;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSetTolerance(NtkSpectrum sp, PetscReal tol)
+{
+  PetscFunctionBegin;
+  PetscCheck(tol > 0 && tol < 1, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_spectrum_tol %g must lie in (0, 1)", (double)tol);
+  sp->tol = tol;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetTolerance(NtkSpectrum sp, PetscReal *tol)
+{
+  PetscFunctionBegin;
+  *tol = sp->tol;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSetMaxIt(NtkSpectrum sp, PetscInt it)
+{
+  PetscFunctionBegin;
+  PetscCheck(it == PETSC_DEFAULT || it >= 1, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_spectrum_max_it %" PetscInt_FMT " must be >= 1", it);
+  sp->max_it = it;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetMaxIt(NtkSpectrum sp, PetscInt *it)
+{
+  PetscFunctionBegin;
+  *it = sp->max_it;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSetSide(NtkSpectrum sp, NtkSpectrumSide side)
+{
+  PetscFunctionBegin;
+  sp->side = side;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetSide(NtkSpectrum sp, NtkSpectrumSide *side)
+{
+  PetscFunctionBegin;
+  *side = sp->side;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSetMethod(NtkSpectrum sp, NtkSpectrumMethod m)
+{
+  PetscFunctionBegin;
+  sp->method = m;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetMethod(NtkSpectrum sp, NtkSpectrumMethod *m)
+{
+  PetscFunctionBegin;
+  *m = sp->method;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSetTailNcv(NtkSpectrum sp, PetscInt ncv)
+{
+  PetscFunctionBegin;
+  PetscCheck(ncv == PETSC_DEFAULT || ncv >= 2, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_spectrum_tail_ncv %" PetscInt_FMT " must be >= 2", ncv);
+  sp->tail_ncv = ncv;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetTailNcv(NtkSpectrum sp, PetscInt *ncv)
+{
+  PetscFunctionBegin;
+  *ncv = sp->tail_ncv;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSetVectorsFile(NtkSpectrum sp, const char file[])
+{
+  PetscFunctionBegin;
+  PetscCall(PetscStrncpy(sp->vecfile, file ? file : "", sizeof(sp->vecfile)));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetVectorsFile(NtkSpectrum sp, const char *file[])
+{
+  PetscFunctionBegin;
+  *file = sp->vecfile;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSetMonitor(NtkSpectrum sp, PetscBool flg)
+{
+  PetscFunctionBegin;
+  sp->monitor = flg;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetMonitor(NtkSpectrum sp, PetscBool *flg)
+{
+  PetscFunctionBegin;
+  *flg = sp->monitor;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSetFromOptions(NtkSpectrum sp)
+{
+  PetscFunctionBegin;
+  PetscOptionsBegin(sp->comm, NULL, "Eigenpairs of the kernel", "NtkSpectrum");
+  PetscCall(PetscOptionsInt("-ntk_spectrum_nev", "Leading (largest) eigenpairs", "NtkSpectrumSetNev",
+                            sp->nev, &sp->nev, NULL));
+  PetscCall(PetscOptionsInt("-ntk_spectrum_tail", "Tail (smallest nonzero) eigenpairs",
+                            "NtkSpectrumSetTail", sp->ntail, &sp->ntail, NULL));
+  PetscCall(PetscOptionsReal("-ntk_spectrum_tol", "Tolerance: |r| <= tol |lambda| (leading), "
+                             "|r| <= tol lambda_max (tail)", "NtkSpectrumSetTolerance", sp->tol,
+                             &sp->tol, NULL));
+  PetscCall(PetscOptionsInt("-ntk_spectrum_max_it", "Maximum restarts of each solve",
+                            "NtkSpectrumSetMaxIt", sp->max_it, &sp->max_it, NULL));
+  PetscCall(PetscOptionsEnum("-ntk_spectrum_side", "Operator: auto (smaller of NC and P), output "
+                             "(K), parameter (G = J^T J)", "NtkSpectrumSetSide", NtkSpectrumSides,
+                             (PetscEnum)sp->side, (PetscEnum *)&sp->side, NULL));
+  PetscCall(PetscOptionsEnum("-ntk_spectrum_method", "eps (eigensolver on K or G) or svd (Lanczos "
+                             "SVD of J)", "NtkSpectrumSetMethod", NtkSpectrumMethods,
+                             (PetscEnum)sp->method, (PetscEnum *)&sp->method, NULL));
+  PetscCall(PetscOptionsInt("-ntk_spectrum_tail_ncv", "Basis size of the tail solve",
+                            "NtkSpectrumSetTailNcv", sp->tail_ncv, &sp->tail_ncv, NULL));
+  PetscCall(PetscOptionsString("-ntk_spectrum_vectors", "Write the eigenvectors (PETSc binary, "
+                               "leading then tail) to this file", "NtkSpectrumSetVectorsFile",
+                               sp->vecfile, sp->vecfile, sizeof(sp->vecfile), NULL));
+  PetscOptionsEnd();
+  PetscCall(NtkSpectrumSetNev(sp, sp->nev));
+  PetscCall(NtkSpectrumSetTail(sp, sp->ntail));
+  PetscCall(NtkSpectrumSetTolerance(sp, sp->tol));
+  PetscCall(NtkSpectrumSetMaxIt(sp, sp->max_it));
+  PetscCall(NtkSpectrumSetTailNcv(sp, sp->tail_ncv));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Kernel-product equivalents so far: a full-kernel product is one JVP plus one VJP. */
+static PetscErrorCode Products(NtkSpectrum sp, PetscInt *n)
+{
+  PetscInt         nk, nj;
+  NtkKernelVariant v;
+
+  PetscFunctionBegin;
+  PetscCall(NtkOpGetCounts(sp->op, &nk, &nj));
+  PetscCall(NtkOpGetKernel(sp->op, &v));
+  *n = v == NTK_KERNEL_FULL ? (nj + 1) / 2 : nk;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Progress on rank 0: at most one line a second, and one whenever more pairs converge. */
+static PetscErrorCode Progress(NtkSpectrum sp, PetscInt its, PetscInt nconv, PetscReal val,
+                               PetscReal err)
+{
+  PetscLogDouble now = MPI_Wtime();
+  PetscInt       prod = 0;
+
+  PetscFunctionBegin;
+  if (now - sp->tlast < 1.0 && nconv == sp->lastconv) PetscFunctionReturn(PETSC_SUCCESS);
+  sp->tlast    = now;
+  sp->lastconv = nconv;
+  PetscCall(Products(sp, &prod));
+  PetscCall(PetscPrintf(sp->comm, "  %-7s it %4" PetscInt_FMT "  converged %3" PetscInt_FMT
+                        "  products %6" PetscInt_FMT "  %8.1f s  next %.6e (error %.1e)\n",
+                        sp->phase, its, nconv, prod, now - sp->t0, (double)val, (double)err));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+static PetscErrorCode MonitorEPS(EPS eps, PetscInt its, PetscInt nconv, PetscScalar *eigr,
+                                 PetscScalar *eigi, PetscReal *errest, PetscInt nest, void *ctx)
+{
+  PetscFunctionBegin;
+  if (nconv < nest) PetscCall(Progress((NtkSpectrum)ctx, its, nconv, eigr[nconv], errest[nconv]));
+  else PetscCall(Progress((NtkSpectrum)ctx, its, nconv, 0, 0));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+static PetscErrorCode MonitorSVD(SVD svd, PetscInt its, PetscInt nconv, PetscReal *sigma,
+                                 PetscReal *errest, PetscInt nest, void *ctx)
+{
+  NtkSpectrum sp = (NtkSpectrum)ctx;
+  PetscReal   scale;
+
+  PetscFunctionBegin;
+  PetscCall(NtkOpGetScale(sp->op, &scale));
+  if (nconv < nest)
+    PetscCall(Progress(sp, its, nconv, scale * sigma[nconv] * sigma[nconv], errest[nconv]));
+  else PetscCall(Progress(sp, its, nconv, 0, 0));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Absolute tests near zero: |r| / lambda_max (eigenvalues), |r| / sigma_max (singular values). */
+static PetscErrorCode ConvAbsEPS(EPS eps, PetscScalar er, PetscScalar ei, PetscReal res,
+                                 PetscReal *errest, void *ctx)
+{
+  PetscFunctionBegin;
+  *errest = res / ((NtkSpectrum)ctx)->lmax;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+static PetscErrorCode ConvAbsSVD(SVD svd, PetscReal sigma, PetscReal res, PetscReal *errest,
+                                 void *ctx)
+{
+  PetscFunctionBegin;
+  *errest = res / ((NtkSpectrum)ctx)->sigmax;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+static PetscErrorCode PairsAlloc(NtkSpectrum sp, PetscInt n, Pairs *pr)
+{
+  PetscFunctionBegin;
+  pr->n = n;
+  PetscCall(PetscMalloc2(PetscMax(n, 1), &pr->val, PetscMax(n, 1), &pr->u));
+  for (PetscInt k = 0; k < n; k++) PetscCall(NtkOpCreateKernelVec(sp->op, &pr->u[k]));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+static PetscErrorCode PairsFree(Pairs *pr)
+{
+  PetscFunctionBegin;
+  for (PetscInt k = 0; k < pr->n; k++) PetscCall(VecDestroy(&pr->u[k]));
+  PetscCall(PetscFree2(pr->val, pr->u));
+  pr->n = 0;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* k eigenpairs of K (output side) or G (parameter side, u = J v / |J v|) by Krylov-Schur. */
+static PetscErrorCode RunEPS(NtkSpectrum sp, PetscBool param, PetscBool tail, PetscInt k,
+                             Pairs *pr)
+{
+  EPS      eps;
+  Mat      A, J;
+  Vec      x;
+  PetscInt m, nconv, ncv = PETSC_DEFAULT;
+
+  PetscFunctionBegin;
+  if (param) PetscCall(NtkOpGetGramMat(sp->op, &A));
+  else PetscCall(NtkOpGetKernelMat(sp->op, &A));
+  PetscCall(NtkOpGetJacobian(sp->op, &J));
+  PetscCall(MatGetSize(A, &m, NULL));
+  PetscCall(EPSCreate(sp->comm, &eps));
+  if (tail) PetscCall(EPSSetOptionsPrefix(eps, "tail_"));
+  PetscCall(EPSSetOperators(eps, A, NULL));
+  PetscCall(EPSSetProblemType(eps, EPS_HEP));
+  PetscCall(EPSSetType(eps, EPSKRYLOVSCHUR));
+  PetscCall(EPSSetWhichEigenpairs(eps, tail ? EPS_SMALLEST_REAL : EPS_LARGEST_REAL));
+  if (tail && sp->tail_ncv != PETSC_DEFAULT) ncv = PetscMin(m, PetscMax(sp->tail_ncv, 2 * k + 1));
+  PetscCall(EPSSetDimensions(eps, k, ncv, PETSC_DEFAULT));
+  PetscCall(EPSSetTolerances(eps, sp->tol, sp->max_it));
+  if (tail) PetscCall(EPSSetConvergenceTestFunction(eps, ConvAbsEPS, sp, NULL));
+  if (sp->monitor) PetscCall(EPSMonitorSet(eps, MonitorEPS, sp, NULL));
+  PetscCall(EPSSetFromOptions(eps));
+  PetscCall(EPSSolve(eps));
+  PetscCall(EPSGetConverged(eps, &nconv));
+  PetscCall(PetscSNPrintf(sp->desc[tail], sizeof(sp->desc[tail]), "eps:krylovschur:%s",
+                          param ? "parameter" : "output"));
+  PetscCall(PairsAlloc(sp, PetscMin(nconv, k), pr));
+  PetscCall(MatCreateVecs(A, &x, NULL));
+  for (PetscInt i = 0; i < pr->n; i++) {
+    PetscCall(EPSGetEigenpair(eps, i, &pr->val[i], NULL, param ? x : pr->u[i], NULL));
+    if (param) {
+      PetscCall(MatMult(J, x, pr->u[i]));
+      PetscCall(VecNormalize(pr->u[i], NULL));
+    }
+  }
+  PetscCall(VecDestroy(&x));
+  PetscCall(EPSDestroy(&eps));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* k singular triplets of J by thick-restart Lanczos bidiagonalisation: lambda = scale sigma^2. */
+static PetscErrorCode RunSVD(NtkSpectrum sp, PetscBool tail, PetscInt k, Pairs *pr)
+{
+  SVD       svd;
+  Mat       J;
+  PetscInt  m, P, nconv, ncv = PETSC_DEFAULT;
+  PetscReal scale, sigma;
+
+  PetscFunctionBegin;
+  PetscCall(NtkOpGetJacobian(sp->op, &J));
+  PetscCall(NtkOpGetScale(sp->op, &scale));
+  PetscCall(MatGetSize(J, &m, &P));
+  PetscCall(SVDCreate(sp->comm, &svd));
+  if (tail) PetscCall(SVDSetOptionsPrefix(svd, "tail_"));
+  PetscCall(SVDSetOperators(svd, J, NULL));
+  PetscCall(SVDSetType(svd, SVDTRLANCZOS));
+  PetscCall(SVDSetWhichSingularTriplets(svd, tail ? SVD_SMALLEST : SVD_LARGEST));
+  if (tail && sp->tail_ncv != PETSC_DEFAULT)
+    ncv = PetscMin(PetscMin(m, P), PetscMax(sp->tail_ncv, 2 * k + 1));
+  PetscCall(SVDSetDimensions(svd, k, ncv, PETSC_DEFAULT));
+  PetscCall(SVDSetTolerances(svd, sp->tol, sp->max_it));
+  if (tail) PetscCall(SVDSetConvergenceTestFunction(svd, ConvAbsSVD, sp, NULL));
+  if (sp->monitor) PetscCall(SVDMonitorSet(svd, MonitorSVD, sp, NULL));
+  PetscCall(SVDSetFromOptions(svd));
+  PetscCall(SVDSolve(svd));
+  PetscCall(SVDGetConverged(svd, &nconv));
+  PetscCall(PetscSNPrintf(sp->desc[tail], sizeof(sp->desc[tail]), "svd:trlanczos:jacobian"));
+  PetscCall(PairsAlloc(sp, PetscMin(nconv, k), pr));
+  for (PetscInt i = 0; i < pr->n; i++) {
+    PetscCall(SVDGetSingularTriplet(svd, i, &sigma, pr->u[i], NULL));
+    pr->val[i] = scale * sigma * sigma;
+  }
+  PetscCall(SVDDestroy(&svd));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Which operator to iterate on; the parameter side needs the full kernel. */
+static PetscErrorCode ChooseSide(NtkSpectrum sp, PetscInt NC, PetscInt P, PetscBool *param)
+{
+  NtkKernelVariant v;
+
+  PetscFunctionBegin;
+  PetscCall(NtkOpGetKernel(sp->op, &v));
+  PetscCheck(v == NTK_KERNEL_FULL || (sp->side != NTK_SIDE_PARAMETER &&
+             sp->method != NTK_SPECTRUM_SVD), sp->comm, PETSC_ERR_SUP,
+             "the averaged kernel has no parameter-side operator: use -ntk_spectrum_side output "
+             "-ntk_spectrum_method eps");
+  if (sp->side == NTK_SIDE_AUTO) *param = (v == NTK_KERNEL_FULL && P < NC) ? PETSC_TRUE : PETSC_FALSE;
+  else *param = sp->side == NTK_SIDE_PARAMETER ? PETSC_TRUE : PETSC_FALSE;
+  PetscCheck(!sp->ntail || *param || v != NTK_KERNEL_FULL || NC <= P ||
+             sp->method == NTK_SPECTRUM_SVD, sp->comm, PETSC_ERR_SUP,
+             "the tail of a kernel with NC = %" PetscInt_FMT " > P = %" PetscInt_FMT
+             " sits below an exact null space of dimension >= %" PetscInt_FMT
+             ": use -ntk_spectrum_side parameter (or auto)", NC, P, NC - P);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+static PetscErrorCode Run(NtkSpectrum sp, PetscBool param, PetscBool tail, PetscInt k, Pairs *pr)
+{
+  PetscFunctionBegin;
+  sp->phase    = tail ? "tail" : "leading";
+  sp->lastconv = -1;
+  if (sp->method == NTK_SPECTRUM_SVD) PetscCall(RunSVD(sp, tail, k, pr));
+  else PetscCall(RunEPS(sp, param, tail, k, pr));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/*
+  The tail: solve for the k smallest; eigenvalues below the zero threshold are null directions.
+  While zeros crowd nonzero values out of the k found, solve again with k raised by their number.
+*/
+static PetscErrorCode SolveTail(NtkSpectrum sp, PetscBool param, PetscInt NC, PetscInt P,
+                                Pairs *pr)
+{
+  PetscInt  m = param ? P : NC, k = sp->ntail, nz = 0;
+  PetscReal thr;
+
+  PetscFunctionBegin;
+  if (sp->method == NTK_SPECTRUM_SVD) m = PetscMin(NC, P);
+  thr = sp->lmax * PetscMax(10 * m * PETSC_MACHINE_EPSILON, sp->tol);
+  for (PetscInt round = 0; round < 4; round++) {
+    PetscCall(Run(sp, param, PETSC_TRUE, PetscMin(k, m), pr));
+    nz = 0;
+    for (PetscInt i = 0; i < pr->n; i++)
+      if (pr->val[i] < thr) nz++;
+    if (pr->n - nz >= sp->ntail || k >= m || pr->n < PetscMin(k, m)) break;
+    PetscCall(PetscInfo(NULL, "tail solve met %" PetscInt_FMT " zero eigenvalues; again\n", nz));
+    k = sp->ntail + 2 * nz;
+    PetscCall(PairsFree(pr));
+  }
+  /* null directions of the operator iterated on, plus the NC - P that G and sigma(J) do not see */
+  sp->nulldim    = nz + ((param || sp->method == NTK_SPECTRUM_SVD) && NC > P ? NC - P : 0);
+  sp->null_known = nz < pr->n || pr->n == m ? PETSC_TRUE : PETSC_FALSE;
+  sp->ntailf     = PetscMin(sp->ntail, pr->n - nz);
+  PetscCall(PetscMalloc2(PetscMax(1, sp->ntailf), &sp->tail, PetscMax(1, sp->ntailf), &sp->utail));
+  for (PetscInt i = 0; i < sp->ntailf; i++) {
+    sp->tail[i].value = pr->val[nz + i];
+    PetscCall(VecDuplicate(pr->u[nz + i], &sp->utail[i]));
+    PetscCall(VecCopy(pr->u[nz + i], sp->utail[i]));
+  }
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* residual = |K u - lambda u| / lambda_max, residual_rel = |K u - lambda u| / |lambda| */
+static PetscErrorCode Residuals(NtkSpectrum sp, PetscInt n, NtkEigenPair *pairs, Vec *u)
+{
+  Mat       K;
+  Vec       r;
+  PetscReal nr;
+
+  PetscFunctionBegin;
+  if (!n) PetscFunctionReturn(PETSC_SUCCESS);
+  PetscCall(NtkOpGetKernelMat(sp->op, &K));
+  PetscCall(VecDuplicate(u[0], &r));
+  for (PetscInt i = 0; i < n; i++) {
+    PetscCall(MatMult(K, u[i], r));
+    PetscCall(VecAXPY(r, -pairs[i].value, u[i]));
+    PetscCall(VecNorm(r, NORM_2, &nr));
+    pairs[i].residual     = nr / sp->lmax;
+    pairs[i].residual_rel = nr / PetscMax(PetscAbsReal(pairs[i].value), PETSC_SMALL * sp->lmax);
+  }
+  PetscCall(VecDestroy(&r));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Eigenvectors, leading then tail, to a PETSc binary file: a temporary name, then a rename. */
+static PetscErrorCode WriteVectors(NtkSpectrum sp)
+{
+  PetscViewer viewer;
+  char        tmp[PETSC_MAX_PATH_LEN + 16];
+  PetscMPIInt rank;
+
+  PetscFunctionBegin;
+  PetscCall(PetscSNPrintf(tmp, sizeof(tmp), "%s.partial", sp->vecfile));
+  PetscCall(PetscViewerCreate(sp->comm, &viewer));
+  PetscCall(PetscViewerSetType(viewer, PETSCVIEWERBINARY));
+  PetscCall(PetscViewerBinarySetSkipInfo(viewer, PETSC_TRUE));
+  PetscCall(PetscViewerFileSetMode(viewer, FILE_MODE_WRITE));
+  PetscCall(PetscViewerFileSetName(viewer, tmp));
+  for (PetscInt i = 0; i < sp->nlead; i++) PetscCall(VecView(sp->ulead[i], viewer));
+  for (PetscInt i = 0; i < sp->ntailf; i++) PetscCall(VecView(sp->utail[i], viewer));
+  PetscCall(PetscViewerDestroy(&viewer));
+  PetscCallMPI(MPI_Comm_rank(sp->comm, &rank));
+  if (!rank) PetscCheck(!rename(tmp, sp->vecfile), PETSC_COMM_SELF, PETSC_ERR_FILE_WRITE,
+                        "cannot rename %s to %s", tmp, sp->vecfile);
+  PetscCallMPI(MPI_Barrier(sp->comm));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSolve(NtkSpectrum sp)
+{
+  Mat       J;
+  Pairs     pr;
+  PetscInt  NC, P, p0, p1, p2, p3;
+  PetscReal scale;
+  PetscBool param = PETSC_FALSE;
+
+  PetscFunctionBegin;
+  PetscCall(PetscLogEventBegin(NTK_SpectrumSolve, 0, 0, 0, 0));
+  PetscCall(NtkOpGetJacobian(sp->op, &J));
+  PetscCall(MatGetSize(J, NULL, &P));
+  {
+    Mat K;
+    PetscCall(NtkOpGetKernelMat(sp->op, &K));
+    PetscCall(MatGetSize(K, &NC, NULL));
+  }
+  PetscCall(NtkOpGetScale(sp->op, &scale));
+  PetscCall(ChooseSide(sp, NC, P, &param));
+  sp->t0 = sp->tlast = MPI_Wtime();
+  PetscCall(Products(sp, &p0));
+
+  /* leading pairs; at least one, since lambda_max scales the tail's tests */
+  PetscCall(Run(sp, param, PETSC_FALSE, PetscMax(sp->nev, 1), &pr));
+  PetscCheck(pr.n >= 1, sp->comm, PETSC_ERR_CONV_FAILED, "no eigenvalue converged: raise "
+             "-ntk_spectrum_max_it or -ntk_spectrum_tol (now %g)", (double)sp->tol);
+  sp->lmax   = pr.val[0];
+  sp->sigmax = PetscSqrtReal(sp->lmax / scale);
+  sp->nlead  = PetscMin(sp->nev, pr.n);
+  PetscCall(PetscMalloc2(PetscMax(1, sp->nlead), &sp->lead, PetscMax(1, sp->nlead), &sp->ulead));
+  for (PetscInt i = 0; i < sp->nlead; i++) {
+    sp->lead[i].value = pr.val[i];
+    PetscCall(VecDuplicate(pr.u[i], &sp->ulead[i]));
+    PetscCall(VecCopy(pr.u[i], sp->ulead[i]));
+  }
+  PetscCall(PairsFree(&pr));
+  PetscCall(Products(sp, &p1));
+
+  /* tail pairs and the null space */
+  sp->nulldim    = NC > P ? NC - P : 0;
+  sp->null_known = PETSC_FALSE;
+  if (sp->ntail) {
+    PetscCall(SolveTail(sp, param, NC, P, &pr));
+    PetscCall(PairsFree(&pr));
+  }
+  PetscCall(Products(sp, &p2));
+
+  /* true residuals with one more product each */
+  PetscCall(Residuals(sp, sp->nlead, sp->lead, sp->ulead));
+  PetscCall(Residuals(sp, sp->ntailf, sp->tail, sp->utail));
+  PetscCall(Products(sp, &p3));
+  sp->cost[0] = p1 - p0;
+  sp->cost[1] = p2 - p1;
+  sp->cost[2] = p3 - p2;
+  if (sp->vecfile[0]) PetscCall(WriteVectors(sp));
+  PetscCall(PetscLogEventEnd(NTK_SpectrumSolve, 0, 0, 0, 0));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetLeading(NtkSpectrum sp, PetscInt *n, const NtkEigenPair **pairs)
+{
+  PetscFunctionBegin;
+  *n     = sp->nlead;
+  *pairs = sp->lead;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetTailPairs(NtkSpectrum sp, PetscInt *n, const NtkEigenPair **pairs)
+{
+  PetscFunctionBegin;
+  *n     = sp->ntailf;
+  *pairs = sp->tail;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetNullSpace(NtkSpectrum sp, PetscInt *dim, PetscBool *known)
+{
+  PetscFunctionBegin;
+  if (dim) *dim = sp->nulldim;
+  if (known) *known = sp->null_known;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetCost(NtkSpectrum sp, PetscInt *lead, PetscInt *tail, PetscInt *check)
+{
+  PetscFunctionBegin;
+  if (lead) *lead = sp->cost[0];
+  if (tail) *tail = sp->cost[1];
+  if (check) *check = sp->cost[2];
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetMethodDescription(NtkSpectrum sp, const char *lead[],
+                                               const char *tail[])
+{
+  PetscFunctionBegin;
+  if (lead) *lead = sp->desc[0];
+  if (tail) *tail = sp->desc[1];
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumDestroy(NtkSpectrum *sp)
+{
+  NtkSpectrum s = *sp;
+
+  PetscFunctionBegin;
+  if (!s) PetscFunctionReturn(PETSC_SUCCESS);
+  for (PetscInt i = 0; i < s->nlead; i++) PetscCall(VecDestroy(&s->ulead[i]));
+  for (PetscInt i = 0; i < s->ntailf; i++) PetscCall(VecDestroy(&s->utail[i]));
+  if (s->lead) PetscCall(PetscFree2(s->lead, s->ulead));
+  if (s->tail) PetscCall(PetscFree2(s->tail, s->utail));
+  PetscCall(PetscFree(*sp));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
