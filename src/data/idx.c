@@ -19,6 +19,7 @@
 
 #define IDX_TYPE_UBYTE 0x08
 #define IDX_BLOCK      65536 /* bytes decompressed per gzread when streaming */
+#define IDX_MAX_RATIO  1032  /* deflate's largest expansion: output bytes per input byte */
 
 static const char *IDXTypeName(int type)
 {
@@ -87,23 +88,42 @@ static void IDXConvert(const unsigned char *buf, size_t rowbytes, PetscInt nk, P
   }
 }
 
-/* Raw file: the size on disk must match the header exactly, then each run of rows is read. */
-static PetscErrorCode IDXReadDirect(gzFile gz, const char file[], size_t hdr, size_t rowbytes,
-                                    size_t total, const NtkRowSel *sel, PetscReal *out)
+/*
+  The header is checked against the size on disk before any buffer is sized from it, so a header
+  that lies cannot ask for memory the file could not fill. A raw file must match exactly. A
+  compressed file can only be bounded: deflate expands at most IDX_MAX_RATIO-fold (RFC 1951: a
+  258-byte match costs at least 2 bits), so more data than that is certainly a truncated file; the
+  exact count is checked while streaming.
+*/
+static PetscErrorCode IDXCheckSize(gzFile gz, const char file[], size_t hdr, size_t total)
 {
-  struct stat    st;
-  unsigned char *buf;
+  struct stat st;
+  size_t      fsize;
 
   PetscFunctionBegin;
   PetscCheck(stat(file, &st) == 0, PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "%s: %s", file,
              strerror(errno));
-  PetscCheck((size_t)st.st_size >= hdr + total, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
+  fsize = (size_t)st.st_size;
+  if (!gzdirect(gz)) {
+    PetscCheck(total / IDX_MAX_RATIO <= fsize, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
+               "%s: file truncated: the header describes %zu bytes of data, more than a "
+               "compressed file of %zu bytes can hold", file, total, fsize);
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
+  PetscCheck(fsize >= hdr + total, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "%s: file truncated: expected %zu bytes of data, found %zu", file, total,
-             (size_t)st.st_size - hdr);
-  PetscCheck((size_t)st.st_size == hdr + total, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
+             fsize - hdr);
+  PetscCheck(fsize == hdr + total, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "%s: file size mismatch: header describes %zu bytes of data, file holds %zu", file,
-             total, (size_t)st.st_size - hdr);
-  PetscCall(PetscMalloc1(rowbytes, &buf));
+             total, fsize - hdr);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Raw file (size already checked): each run of rows is read after a seek. */
+static PetscErrorCode IDXReadDirect(gzFile gz, const char file[], size_t hdr, size_t rowbytes,
+                                    const NtkRowSel *sel, unsigned char *buf, PetscReal *out)
+{
+  PetscFunctionBegin;
   for (PetscInt k = 0, prev = -2; k < sel->n; k++) {
     PetscInt r = NtkRowSelGet(sel, k);
     int      got;
@@ -117,21 +137,19 @@ static PetscErrorCode IDXReadDirect(gzFile gz, const char file[], size_t hdr, si
     IDXConvert(buf, rowbytes, 1, k, out);
     prev = r;
   }
-  PetscCall(PetscFree(buf));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
 /* Compressed file: stream the whole payload, copying selected rows, and count what is there. */
 static PetscErrorCode IDXReadStream(gzFile gz, const char file[], size_t rowbytes, size_t total,
-                                    const NtkRowSel *sel, PetscReal *out)
+                                    const NtkRowSel *sel, unsigned char *buf, size_t per,
+                                    PetscReal *out)
 {
-  size_t         per = rowbytes < IDX_BLOCK ? IDX_BLOCK / rowbytes : 1, nrows = total / rowbytes;
-  unsigned char *buf, extra;
-  size_t         found = 0;
-  PetscInt       k     = 0;
+  size_t        nrows = total / rowbytes, found = 0;
+  unsigned char extra;
+  PetscInt      k = 0;
 
   PetscFunctionBegin;
-  PetscCall(PetscMalloc1(per * rowbytes, &buf));
   for (size_t r0 = 0; r0 < nrows; r0 += per) {
     size_t nb   = PetscMin(per, nrows - r0);
     int    got  = gzread(gz, buf, (unsigned)(nb * rowbytes));
@@ -148,25 +166,32 @@ static PetscErrorCode IDXReadStream(gzFile gz, const char file[], size_t rowbyte
     for (; k < sel->n && (size_t)NtkRowSelGet(sel, k) < r0 + nb; k++)
       IDXConvert(buf + ((size_t)NtkRowSelGet(sel, k) - r0) * rowbytes, rowbytes, 1, k, out);
   }
-  PetscCall(PetscFree(buf));
   PetscCheck(gzread(gz, &extra, 1) == 0, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "%s: file size mismatch: header describes %zu bytes of data, file holds more", file,
              total);
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/* Header, size check, then the rows through one byte buffer, released on every path. */
 static PetscErrorCode IDXReadOpen(gzFile gz, const char file[], PetscInt *ndim, PetscInt dims[4],
                                   NtkRowSel *sel, PetscReal **vals)
 {
-  size_t rowbytes = 0, total = 0, hdr;
+  size_t         rowbytes = 0, total = 0, hdr, per;
+  unsigned char *buf;
+  PetscErrorCode ierr;
 
   PetscFunctionBegin;
   PetscCall(IDXReadHeader(gz, file, ndim, dims, &rowbytes, &total));
   PetscCall(NtkRowSelResolve(file, dims[0], sel));
   hdr = 4 + 4 * (size_t)*ndim;
+  PetscCall(IDXCheckSize(gz, file, hdr, total));
   PetscCall(PetscMalloc1((size_t)sel->n * rowbytes, vals));
-  if (gzdirect(gz)) PetscCall(IDXReadDirect(gz, file, hdr, rowbytes, total, sel, *vals));
-  else PetscCall(IDXReadStream(gz, file, rowbytes, total, sel, *vals));
+  per = gzdirect(gz) || rowbytes >= IDX_BLOCK ? 1 : IDX_BLOCK / rowbytes;
+  PetscCall(PetscMalloc1(per * rowbytes, &buf));
+  if (gzdirect(gz)) ierr = IDXReadDirect(gz, file, hdr, rowbytes, sel, buf, *vals);
+  else ierr = IDXReadStream(gz, file, rowbytes, total, sel, buf, per, *vals);
+  PetscCall(PetscFree(buf));
+  PetscCall(ierr);
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 

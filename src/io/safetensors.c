@@ -223,6 +223,9 @@ static PetscErrorCode STParseMetadata(const char file[], json_object *meta, STMo
              "%s: activation '%s' is not supported (use one of %s)", file, s, names);
   m->par = NTK_PARAM_STANDARD;
   if (json_object_object_get_ex(meta, "parameterization", &v)) {
+    PetscCheck(json_object_is_type(v, json_type_string), PETSC_COMM_SELF,
+               PETSC_ERR_FILE_UNEXPECTED, "%s: __metadata__ 'parameterization' must be a string",
+               file);
     s      = json_object_get_string(v);
     m->par = STLookup(NtkParameterizations, NTK_PARAM_NTK + 1, s);
     PetscCheck(m->par >= 0, PETSC_COMM_SELF, PETSC_ERR_SUP,
@@ -266,6 +269,8 @@ static PetscErrorCode STCheckLayers(const char file[], STLayer *layers, PetscInt
     PetscInt    k = 0;
     char       *end;
 
+    PetscCheck(json_object_is_type(v, json_type_string), PETSC_COMM_SELF,
+               PETSC_ERR_FILE_UNEXPECTED, "%s: __metadata__ 'widths' must be a string", file);
     for (; k <= nl; k++, p = *end == ',' ? end + 1 : end) {
       if (strtol(p, &end, 10) != m->widths[k] || end == p) break;
     }
@@ -276,14 +281,12 @@ static PetscErrorCode STCheckLayers(const char file[], STLayer *layers, PetscInt
 }
 
 /* Every tensor of the header: validate, then check that no two byte ranges overlap. */
-static PetscErrorCode STParseTensors(const char file[], json_object *root, size_t datasize,
-                                     STLayer *layers, PetscInt *nl)
+static PetscErrorCode STParseRanges(const char file[], json_object *root, size_t datasize,
+                                    STLayer *layers, PetscInt *nl, STRange *ranges)
 {
-  STRange *ranges;
   PetscInt nr = 0;
 
   PetscFunctionBegin;
-  PetscCall(PetscMalloc1(json_object_object_length(root) + 1, &ranges));
   *nl = 0;
   json_object_object_foreach(root, name, t)
   {
@@ -315,7 +318,21 @@ static PetscErrorCode STParseTensors(const char file[], json_object *root, size_
     PetscCheck(ranges[r].begin >= ranges[r - 1].end, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
                "%s: tensor data ranges [%zu, %zu) and [%zu, %zu) overlap", file,
                ranges[r - 1].begin, ranges[r - 1].end, ranges[r].begin, ranges[r].end);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* The range table is released on every path, then the error is passed on. */
+static PetscErrorCode STParseTensors(const char file[], json_object *root, size_t datasize,
+                                     STLayer *layers, PetscInt *nl)
+{
+  STRange       *ranges;
+  PetscErrorCode ierr;
+
+  PetscFunctionBegin;
+  PetscCall(PetscMalloc1(json_object_object_length(root) + 1, &ranges));
+  ierr = STParseRanges(file, root, datasize, layers, nl, ranges);
   PetscCall(PetscFree(ranges));
+  PetscCall(ierr);
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
