@@ -32,3 +32,10 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm);
 PetscErrorCode NtkCmdPosition(MPI_Comm);
 PetscErrorCode NtkCmdSpectrum(MPI_Comm);
 PetscErrorCode NtkCmdDense(MPI_Comm);
+PetscErrorCode NtkCmdTrain(MPI_Comm);
+PetscErrorCode NtkCmdSweep(MPI_Comm);
+
+/* One training run with the options in the database (apps/cmd_train.c); caller owns *result. */
+PetscErrorCode NtkTrainRun(MPI_Comm, const char[], json_object **, PetscBool *);
+/* Exit status of the process when the command succeeds (e.g. 3: interrupted, resumable). */
+extern int NtkAppExitStatus;

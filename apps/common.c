@@ -6,6 +6,8 @@
 #include "app.h"
 #include <stdarg.h>
 
+int NtkAppExitStatus = 0;
+
 PetscErrorCode NtkAppCreate(MPI_Comm comm, const char command[], NtkApp *app)
 {
   PetscFunctionBegin;

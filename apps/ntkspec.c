@@ -24,6 +24,8 @@ static const NtkCommand commands[] = {
   {"position", NtkCmdPosition, "spectral position rho of the loss gradient, mu, alignment"},
   {"spectrum", NtkCmdSpectrum, "leading and tail (smallest nonzero) eigenpairs, matrix-free (SLEPc)"},
   {"dense", NtkCmdDense, "whole spectrum of the assembled kernel (ScaLAPACK or LAPACK)"},
+  {"train", NtkCmdTrain, "train with rho, Tr K, losses tracked; checkpoints; exit 3 = resumable"},
+  {"sweep", NtkCmdSweep, "train at several widths: spectral reach summary, CSV/JSON and plots"},
 };
 static const int ncommands = (int)(sizeof(commands) / sizeof(commands[0]));
 
@@ -67,5 +69,5 @@ int main(int argc, char **argv)
     return 1;
   }
   ierr = SlepcFinalize();
-  return ierr ? 1 : 0;
+  return ierr ? 1 : NtkAppExitStatus;
 }

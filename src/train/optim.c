@@ -1,0 +1,231 @@
+/*
+  Optimisers on replicated parameter arrays, and their state on disk.
+
+  SGD with heavy-ball momentum (PyTorch's convention, dampening 0):
+      m <- beta m + grad,   theta <- theta - lr m.
+  Adam (Kingma and Ba 2015) with bias correction at step t (1-based):
+      m <- b1 m + (1 - b1) grad,   v <- b2 v + (1 - b2) grad^2,
+      theta <- theta - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+  Every rank applies the same update to the same replicated arrays (grad comes from one
+  Allreduce), so the parameters stay identical on every rank without further communication.
+
+  The state file is a safetensors document: F64 tensors "m" and "v" of shape [P] and the
+  metadata "optimizer", "step" and "parameters". Rank 0 reads the bytes, every rank receives
+  them and parses them identically, so a damaged file fails all ranks together.
+*/
+#include "trainimpl.h"
+#include <ntk/io.h>
+#include <ntk/sys.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *const NtkOptimizerTypes[] = {"sgd", "adam", "NtkOptimizerType", "NTK_OPTIM_", NULL};
+
+PetscErrorCode NtkOptimStateCreate(NtkOptimizerType type, PetscInt P, NtkOptimState *s)
+{
+  PetscFunctionBegin;
+  PetscCall(PetscMemzero(s, sizeof(*s)));
+  s->type     = type;
+  s->P        = P;
+  s->lr       = 1e-3;
+  s->momentum = 0.9;
+  s->beta1    = 0.9;
+  s->beta2    = 0.999;
+  s->eps      = 1e-8;
+  PetscCall(PetscCalloc2(P, &s->m, P, &s->v));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkOptimStateDestroy(NtkOptimState *s)
+{
+  PetscFunctionBegin;
+  PetscCall(PetscFree2(s->m, s->v));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* theta <- theta - update(grad); grad and theta have length P, the state advances one step. */
+PetscErrorCode NtkOptimStep(NtkOptimState *s, const PetscScalar *grad, PetscScalar *theta)
+{
+  PetscFunctionBegin;
+  s->t++;
+  if (s->type == NTK_OPTIM_SGD) {
+    for (PetscInt k = 0; k < s->P; k++) {
+      s->m[k] = s->momentum * s->m[k] + grad[k]; /* m <- beta m + grad */
+      theta[k] -= s->lr * s->m[k];
+    }
+  } else {
+    PetscReal c1 = 1.0 - PetscPowReal(s->beta1, (PetscReal)s->t);
+    PetscReal c2 = 1.0 - PetscPowReal(s->beta2, (PetscReal)s->t);
+    for (PetscInt k = 0; k < s->P; k++) {
+      s->m[k] = s->beta1 * s->m[k] + (1 - s->beta1) * grad[k];
+      s->v[k] = s->beta2 * s->v[k] + (1 - s->beta2) * grad[k] * grad[k];
+      theta[k] -= s->lr * (s->m[k] / c1) / (PetscSqrtReal(s->v[k] / c2) + s->eps);
+    }
+  }
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+static void PutU64(unsigned char *b, uint64_t u)
+{
+  for (int k = 0; k < 8; k++) b[k] = (unsigned char)(u >> (8 * k));
+}
+
+static uint64_t GetU64(const unsigned char *b)
+{
+  uint64_t u = 0;
+  for (int k = 7; k >= 0; k--) u = (u << 8) | b[k];
+  return u;
+}
+
+static json_object *TensorHeader(PetscInt P, size_t begin)
+{
+  json_object *t = json_object_new_object(), *shape = json_object_new_array();
+  json_object *off = json_object_new_array();
+
+  json_object_array_add(shape, json_object_new_int64(P));
+  json_object_array_add(off, json_object_new_int64((int64_t)begin));
+  json_object_array_add(off, json_object_new_int64((int64_t)(begin + 8 * (size_t)P)));
+  json_object_object_add(t, "dtype", json_object_new_string("F64"));
+  json_object_object_add(t, "shape", shape);
+  json_object_object_add(t, "data_offsets", off);
+  return t;
+}
+
+PetscErrorCode NtkOptimStateSave(MPI_Comm comm, const NtkOptimState *s, const char path[])
+{
+  json_object   *root = json_object_new_object(), *meta = json_object_new_object();
+  const char    *text;
+  char           num[32];
+  size_t         tlen, hlen, size;
+  unsigned char *buf, *p;
+  PetscMPIInt    rank;
+  PetscErrorCode ierr = PETSC_SUCCESS;
+
+  PetscFunctionBegin;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  json_object_object_add(meta, "optimizer", json_object_new_string(NtkOptimizerTypes[s->type]));
+  PetscCall(PetscSNPrintf(num, sizeof(num), "%" PetscInt_FMT, s->t));
+  json_object_object_add(meta, "step", json_object_new_string(num));
+  PetscCall(PetscSNPrintf(num, sizeof(num), "%" PetscInt_FMT, s->P));
+  json_object_object_add(meta, "parameters", json_object_new_string(num));
+  json_object_object_add(root, "__metadata__", meta);
+  json_object_object_add(root, "m", TensorHeader(s->P, 0));
+  json_object_object_add(root, "v", TensorHeader(s->P, 8 * (size_t)s->P));
+  text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
+  tlen = strlen(text);
+  hlen = (tlen + 7) / 8 * 8;
+  size = 8 + hlen + 16 * (size_t)s->P;
+  if (rank == 0) {
+    PetscCall(PetscMalloc1(size, &buf));
+    PutU64(buf, hlen);
+    memcpy(buf + 8, text, tlen);
+    memset(buf + 8 + tlen, ' ', hlen - tlen);
+    p = buf + 8 + hlen;
+    for (PetscInt k = 0; k < 2 * s->P; k++, p += 8) {
+      double   d = (double)(k < s->P ? s->m[k] : s->v[k - s->P]);
+      uint64_t u;
+      memcpy(&u, &d, sizeof(u));
+      PutU64(p, u);
+    }
+    PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+    ierr = NtkWriteFileAtomic(path, buf, size);
+    PetscCall(PetscPopErrorHandler());
+    PetscCall(PetscFree(buf));
+  }
+  json_object_put(root);
+  PetscCall(NtkCheckAll(comm, ierr ? PETSC_FALSE : PETSC_TRUE, PETSC_ERR_FILE_WRITE,
+                        "cannot write the optimiser state file"));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Rank 0 reads the whole file and every rank receives the bytes, plus a terminating 0. */
+PetscErrorCode NtkTrainReadShared(MPI_Comm comm, const char path[], unsigned char **buf,
+                                  size_t *size)
+{
+  PetscMPIInt rank;
+  long        n = -1;
+
+  PetscFunctionBegin;
+  *buf = NULL;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (rank == 0) {
+    FILE *f = fopen(path, "rb");
+    if (f && !fseek(f, 0, SEEK_END)) n = ftell(f);
+    if (f && n > 0 && !fseek(f, 0, SEEK_SET)) {
+      PetscCall(PetscCalloc1((size_t)n + 1, buf));
+      if (fread(*buf, 1, (size_t)n, f) != (size_t)n) n = -1;
+    }
+    if (f) (void)fclose(f);
+  }
+  PetscCallMPI(MPI_Bcast(&n, 1, MPI_LONG, 0, comm));
+  if (n <= 0 && rank == 0) PetscCall(PetscFree(*buf));
+  PetscCheck(n > 0, comm, PETSC_ERR_FILE_OPEN, "cannot read %s", path);
+  if (rank) PetscCall(PetscCalloc1((size_t)n + 1, buf));
+  PetscCallMPI(MPI_Bcast(*buf, (PetscMPIInt)n, MPI_BYTE, 0, comm));
+  *size = (size_t)n;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Check tensor `name` is F64 [P] at [off, off + 8P) inside a data section of `dsize` bytes. */
+static PetscErrorCode CheckTensor(MPI_Comm comm, const char path[], json_object *root,
+                                  const char name[], PetscInt P, size_t dsize, size_t *off)
+{
+  json_object *t, *dt, *sh, *of;
+  int64_t      b, e;
+
+  PetscFunctionBegin;
+  PetscCheck(json_object_object_get_ex(root, name, &t) && json_object_object_get_ex(t, "dtype", &dt) &&
+               json_object_object_get_ex(t, "shape", &sh) &&
+               json_object_object_get_ex(t, "data_offsets", &of) &&
+               json_object_array_length(sh) == 1 && json_object_array_length(of) == 2,
+             comm, PETSC_ERR_FILE_UNEXPECTED, "%s: tensor '%s' missing or malformed", path, name);
+  b = json_object_get_int64(json_object_array_get_idx(of, 0));
+  e = json_object_get_int64(json_object_array_get_idx(of, 1));
+  PetscCheck(!strcmp(json_object_get_string(dt), "F64") &&
+               json_object_get_int64(json_object_array_get_idx(sh, 0)) == P && b >= 0 &&
+               e - b == 8 * (int64_t)P && (size_t)e <= dsize,
+             comm, PETSC_ERR_FILE_UNEXPECTED, "%s: tensor '%s' is not F64 [%" PetscInt_FMT
+             "] inside the file", path, name, P);
+  *off = (size_t)b;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkOptimStateLoad(MPI_Comm comm, NtkOptimState *s, const char path[])
+{
+  unsigned char *buf;
+  size_t         size, hlen, moff, voff;
+  json_object   *root, *meta, *o;
+  char          *text;
+
+  PetscFunctionBegin;
+  PetscCall(NtkTrainReadShared(comm, path, &buf, &size));
+  PetscCheck(size > 8, comm, PETSC_ERR_FILE_UNEXPECTED, "%s: too short for a state file", path);
+  hlen = (size_t)GetU64(buf);
+  PetscCheck(hlen <= size - 8, comm, PETSC_ERR_FILE_UNEXPECTED, "%s: header length %zu exceeds the "
+             "file size %zu", path, hlen, size);
+  PetscCall(PetscMalloc1(hlen + 1, &text));
+  memcpy(text, buf + 8, hlen);
+  text[hlen] = 0;
+  root = json_tokener_parse(text);
+  PetscCall(PetscFree(text));
+  PetscCheck(root && json_object_object_get_ex(root, "__metadata__", &meta) &&
+               json_object_object_get_ex(meta, "optimizer", &o) &&
+               !strcmp(json_object_get_string(o), NtkOptimizerTypes[s->type]) &&
+               json_object_object_get_ex(meta, "step", &o),
+             comm, PETSC_ERR_FILE_UNEXPECTED, "%s: not a %s optimiser state", path,
+             NtkOptimizerTypes[s->type]);
+  s->t = (PetscInt)strtoll(json_object_get_string(o), NULL, 10);
+  PetscCall(CheckTensor(comm, path, root, "m", s->P, size - 8 - hlen, &moff));
+  PetscCall(CheckTensor(comm, path, root, "v", s->P, size - 8 - hlen, &voff));
+  json_object_put(root);
+  for (PetscInt k = 0; k < s->P; k++) {
+    uint64_t um = GetU64(buf + 8 + hlen + moff + 8 * (size_t)k);
+    uint64_t uv = GetU64(buf + 8 + hlen + voff + 8 * (size_t)k);
+    double   dm, dv;
+    memcpy(&dm, &um, sizeof(dm));
+    memcpy(&dv, &uv, sizeof(dv));
+    s->m[k] = dm, s->v[k] = dv;
+  }
+  PetscCall(PetscFree(buf));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
