@@ -35,6 +35,25 @@ static void Usage(FILE *f)
   for (int k = 0; k < ncommands; k++) (void)fprintf(f, "  %-10s %s\n", commands[k].name, commands[k].summary);
 }
 
+/*
+  A misspelt option (-ntk_net_widht) is otherwise ignored without a word, and the run goes on with
+  the default; after a successful run, rank 0 names every -ntk_ option that nothing read.
+*/
+static void WarnUnusedOptions(const char command[])
+{
+  PetscInt  n = 0;
+  char    **names = NULL, **values = NULL;
+  PetscBool left = PETSC_FALSE;
+
+  (void)PetscOptionsGetBool(NULL, NULL, "-options_left", &left, NULL);
+  if (left || PetscOptionsLeftGet(NULL, &n, &names, &values)) return;
+  for (PetscInt k = 0; k < n; k++)
+    if (!strncmp(names[k], "ntk_", 4))
+      (void)fprintf(stderr, "ntkspec: warning: option -%s was not used by '%s' (misspelt?)\n",
+                    names[k], command);
+  (void)PetscOptionsLeftRestore(NULL, &n, &names, &values);
+}
+
 int main(int argc, char **argv)
 {
   const NtkCommand *cmd = NULL;
@@ -68,6 +87,7 @@ int main(int argc, char **argv)
     (void)SlepcFinalize();
     return 1;
   }
+  if (!rank) WarnUnusedOptions(cmd->name);
   ierr = SlepcFinalize();
   return ierr ? 1 : NtkAppExitStatus;
 }

@@ -3,6 +3,11 @@
   every rank that fails; a user wants one line that names the file or option at fault. The
   handler here prints the initial message once: on rank 0 of the communicator for collective
   errors (every rank fails the same check), on the failing rank otherwise.
+
+  PETSc's own option parsers (an unknown enum value, text where a number belongs) raise their errors
+  on PETSC_COMM_SELF, yet every rank holds the same options and fails the same way at the same
+  point; such errors are treated as collective on PETSC_COMM_WORLD, so they print once and the job
+  ends without an abort.
 */
 #include <ntk/sys.h>
 #include <string.h>
@@ -11,12 +16,39 @@ PetscClassId  NTK_CLASSID;
 static PetscBool ntk_collective = PETSC_FALSE;
 static PetscBool ntk_package_initialized = PETSC_FALSE;
 
+/*
+  PETSc's number parsers say "Input string abc has no integer value" without the option's name;
+  the option holding that value is looked up so the message names it. Best effort: on any failure
+  the message is printed as it is.
+*/
+static void NtkErrorOptionName(const char *mess, char name[], size_t size)
+{
+  const char *tag = "Input string ", *v0, *v1;
+  char       *all = NULL, *p, *prev = NULL;
+  size_t      vlen;
+
+  name[0] = 0;
+  if (strncmp(mess, tag, strlen(tag))) return;
+  v0 = mess + strlen(tag);
+  v1 = strchr(v0, ' ');
+  if (!v1 || PetscOptionsGetAll(NULL, &all) || !all) return;
+  vlen = (size_t)(v1 - v0);
+  for (p = strtok(all, " "); p; prev = p, p = strtok(NULL, " ")) {
+    if (prev && prev[0] == '-' && strlen(p) == vlen && !strncmp(p, v0, vlen)) {
+      (void)PetscSNPrintf(name, size, "%s %s: ", prev, p);
+      break;
+    }
+  }
+  (void)PetscFree(all);
+}
+
 static PetscErrorCode NtkErrorHandler(MPI_Comm comm, int line, const char *fun, const char *file,
                                       PetscErrorCode n, PetscErrorType p, const char *mess, void *ctx)
 {
   PetscMPIInt size = 1, rank = 0, wrank = 0;
 
   if (p != PETSC_ERROR_INITIAL) return n;
+  if (fun && !strncmp(fun, "PetscOptions", 12)) comm = PETSC_COMM_WORLD;
   if (comm != MPI_COMM_NULL) {
     MPI_Comm_size(comm, &size);
     MPI_Comm_rank(comm, &rank);
@@ -25,8 +57,12 @@ static PetscErrorCode NtkErrorHandler(MPI_Comm comm, int line, const char *fun, 
   ntk_collective = size > 1 ? PETSC_TRUE : PETSC_FALSE;
   if (rank != 0) return n;
   if (mess && mess[0]) {
-    if (size > 1 || wrank == 0) (void)fprintf(stderr, "ntkspec: error: %s\n", mess);
-    else (void)fprintf(stderr, "ntkspec: error on rank %d: %s\n", wrank, mess);
+    char opt[256] = "";
+
+    if (fun && !strncmp(fun, "PetscOptionsStringTo", 20))
+      NtkErrorOptionName(mess, opt, sizeof(opt));
+    if (size > 1 || wrank == 0) (void)fprintf(stderr, "ntkspec: error: %s%s\n", opt, mess);
+    else (void)fprintf(stderr, "ntkspec: error on rank %d: %s%s\n", wrank, opt, mess);
   } else {
     const char *text = NULL;
     PetscErrorMessage(n, &text, NULL);

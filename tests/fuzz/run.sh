@@ -13,8 +13,9 @@ harness=$1 seeds=$2 seconds=$3
 work=${4:-$(dirname "$harness")/work-$(basename "$harness")}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$work/corpus"
-# Leaks are checked after every input; the check at exit would only see what Open MPI keeps.
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:leak_check_at_exit=0:allocator_may_return_null=1}"
+# Leaks are checked after every input (the check at exit would only see what Open MPI keeps);
+# PETSc is built without frame pointers, so stacks are unwound the slow way to see past it.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:leak_check_at_exit=0:fast_unwind_on_malloc=0:allocator_may_return_null=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$here/../asan/lsan.supp:print_suppressions=0}"
 export TMPDIR="$work"
