@@ -48,12 +48,20 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm comm)
   PetscInt64   seed;
   const char  *dens;
   Progress     prog = {0};
+  PetscBool    help;
   json_object *doc  = json_object_new_object(), *o;
 
   PetscFunctionBegin;
   PetscCall(NtkAppCreate(comm, "estimate", &app));
   PetscCall(NtkEstimatorCreate(app.op, &est));
   PetscCall(NtkEstimatorSetFromOptions(est));
+  PetscCall(PetscOptionsHasHelp(NULL, &help));
+  if (help) { /* the options are listed; estimating on the default data could take long */
+    json_object_put(doc);
+    PetscCall(NtkEstimatorDestroy(&est));
+    PetscCall(NtkAppDestroy(&app));
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
   PetscCall(NtkEstimatorSetUp(est));
   prog.app = &app;
   PetscCall(NtkEstimatorSetMonitor(est, Monitor, &prog));

@@ -64,7 +64,7 @@ PetscErrorCode NtkCmdPosition(MPI_Comm comm)
   NtkEstimator est;
   NtkLossType  loss  = NTK_LOSS_MSE;
   PetscInt     steps = 20;
-  PetscBool    slq   = PETSC_TRUE;
+  PetscBool    slq   = PETSC_TRUE, help;
   PetscInt64   seed;
   NtkPosition  pos   = {0};
   json_object *doc   = json_object_new_object();
@@ -80,6 +80,13 @@ PetscErrorCode NtkCmdPosition(MPI_Comm comm)
   PetscCall(NtkAppCreate(comm, "position", &app));
   PetscCall(NtkEstimatorCreate(app.op, &est));
   PetscCall(NtkEstimatorSetFromOptions(est));
+  PetscCall(PetscOptionsHasHelp(NULL, &help));
+  if (help) { /* the options are listed; nothing to compute */
+    json_object_put(doc);
+    PetscCall(NtkEstimatorDestroy(&est));
+    PetscCall(NtkAppDestroy(&app));
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
   PetscCall(NtkEstimatorSetUp(est));
   PetscCall(NtkPositionCompute(app.op, loss, slq ? est : NULL, steps, &pos));
   PetscCall(Print(&app, &pos));

@@ -64,6 +64,10 @@ PETSC_EXTERN PetscErrorCode NtkEstimatorSetLanczosSteps(NtkEstimator, PetscInt);
 PETSC_EXTERN PetscErrorCode NtkEstimatorGetLanczosSteps(NtkEstimator, PetscInt *);
 PETSC_EXTERN PetscErrorCode NtkEstimatorSetReorthogonalization(NtkEstimator, NtkReorthType);
 PETSC_EXTERN PetscErrorCode NtkEstimatorGetReorthogonalization(NtkEstimator, NtkReorthType *);
+/* Deflate the k largest eigenpairs (computed by `steps` Lanczos steps, 0: 2k+20) from SLQ;
+   the getter also returns the worst relative residual of the pairs last computed. */
+PETSC_EXTERN PetscErrorCode NtkEstimatorSetDeflation(NtkEstimator, PetscInt, PetscInt);
+PETSC_EXTERN PetscErrorCode NtkEstimatorGetDeflation(NtkEstimator, PetscInt *, PetscInt *, PetscReal *);
 /* Ritz values below zero_tol * lambda_max * n count as the near-zero cluster */
 PETSC_EXTERN PetscErrorCode NtkEstimatorSetZeroTolerance(NtkEstimator, PetscReal);
 PETSC_EXTERN PetscErrorCode NtkEstimatorGetZeroTolerance(NtkEstimator, PetscReal *);

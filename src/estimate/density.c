@@ -19,7 +19,7 @@ static PetscErrorCode Evaluate(NtkEstimator e, PetscReal t, PetscReal *d, PetscR
   *c = 0;
   for (PetscInt j = 0; j < e->nslq; j++)
     for (PetscInt k = 0; k < e->nq[j]; k++) {
-      PetscReal th = e->nodes[j * e->steps + k], w = e->weights[j * e->steps + k], x;
+      PetscReal th = e->nodes[j * e->stride + k], w = e->weights[j * e->stride + k], x;
       if (th < e->zero_thr || th <= 0) continue;
       x = (t - PetscLog10Real(th)) / s;
       *d += w * PetscExpReal(-0.5 * x * x) / (s * PetscSqrtReal(2 * PETSC_PI));
@@ -39,7 +39,7 @@ static PetscErrorCode Format(NtkEstimator e, char **text, size_t *len)
   PetscFunctionBegin;
   for (PetscInt j = 0; j < e->nslq; j++)
     for (PetscInt k = 0; k < e->nq[j]; k++) {
-      PetscReal th = e->nodes[j * e->steps + k];
+      PetscReal th = e->nodes[j * e->stride + k];
       if (th < e->zero_thr || th <= 0) continue;
       lo = PetscMin(lo, PetscLog10Real(th));
       hi = PetscMax(hi, PetscLog10Real(th));

@@ -42,6 +42,7 @@ PetscErrorCode NtkEstimatorCreate(NtkOp op, NtkEstimator *est)
   e->probes         = 30;
   e->steps          = 30;
   e->reorth         = NTK_REORTH_FULL;
+  e->deflate        = 10;
   e->zero_tol       = 1e-12;
   e->breakdown_tol  = 1e-12;
   e->density_points = 200;
@@ -73,6 +74,23 @@ NTK_SETGET(Probes, probes, PetscInt)
 NTK_SETGET(LanczosSteps, steps, PetscInt)
 NTK_SETGET(Reorthogonalization, reorth, NtkReorthType)
 NTK_SETGET(ZeroTolerance, zero_tol, PetscReal)
+
+PetscErrorCode NtkEstimatorSetDeflation(NtkEstimator e, PetscInt k, PetscInt steps)
+{
+  PetscFunctionBegin;
+  e->deflate       = k;
+  e->deflate_steps = steps;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkEstimatorGetDeflation(NtkEstimator e, PetscInt *k, PetscInt *steps, PetscReal *res)
+{
+  PetscFunctionBegin;
+  if (k) *k = e->deflate;
+  if (steps) *steps = e->deflate_steps;
+  if (res) *res = e->yres;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
 
 PetscErrorCode NtkEstimatorSetDensityFile(NtkEstimator e, const char file[])
 {
@@ -120,6 +138,10 @@ PetscErrorCode NtkEstimatorSetFromOptions(NtkEstimator e)
                             "NtkEstimatorSetProbes", e->probes, &e->probes, NULL));
   PetscCall(PetscOptionsInt("-ntk_estimate_lanczos_steps", "Lanczos steps per SLQ probe",
                             "NtkEstimatorSetLanczosSteps", e->steps, &e->steps, NULL));
+  PetscCall(PetscOptionsInt("-ntk_estimate_deflate", "Leading eigenpairs deflated from the SLQ "
+                            "probes", "NtkEstimatorSetDeflation", e->deflate, &e->deflate, NULL));
+  PetscCall(PetscOptionsInt("-ntk_estimate_deflate_steps", "Lanczos steps computing them (0: 2k+20)",
+                            "NtkEstimatorSetDeflation", e->deflate_steps, &e->deflate_steps, NULL));
   PetscCall(PetscOptionsEnum("-ntk_estimate_reorthogonalization", "Lanczos reorthogonalisation",
                              "NtkEstimatorSetReorthogonalization", NtkReorthTypes,
                              (PetscEnum)e->reorth, (PetscEnum *)&e->reorth, NULL));
@@ -151,6 +173,9 @@ PetscErrorCode NtkEstimatorSetUp(NtkEstimator e)
   PetscCheck(e->matvecs < 0 || e->matvecs >= 2, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "-ntk_estimate_matvecs %" PetscInt_FMT ": must be at least 2 (or -1 for none)",
              e->matvecs);
+  PetscCheck(e->deflate >= 0 && e->deflate_steps >= 0, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_estimate_deflate %" PetscInt_FMT ", -ntk_estimate_deflate_steps %" PetscInt_FMT
+             ": must be >= 0", e->deflate, e->deflate_steps);
   PetscCheck(e->zero_tol >= 0, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "-ntk_estimate_zero_tol %g: must be >= 0", (double)e->zero_tol);
   PetscCheck(e->density_points >= 2 && e->density_sigma > 0, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
@@ -174,8 +199,9 @@ PetscErrorCode NtkEstimatorView(NtkEstimator e, PetscViewer viewer)
                                    "(-1: %" PetscInt_FMT " probes), rtol %g\n", e->matvecs,
                                    e->probes, (double)e->rtol));
   PetscCall(PetscViewerASCIIPrintf(viewer, "  SLQ: %" PetscInt_FMT " Lanczos steps, %s "
-                                   "reorthogonalisation, near-zero below %g lambda_max n\n",
-                                   e->steps, NtkReorthTypes[e->reorth], (double)e->zero_tol));
+                                   "reorthogonalisation, near-zero below %g lambda_max n, %" PetscInt_FMT
+                                   " leading pairs deflated\n", e->steps, NtkReorthTypes[e->reorth],
+                                   (double)e->zero_tol, e->deflate));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -184,6 +210,8 @@ PetscErrorCode NtkEstimatorDestroy(NtkEstimator *e)
   PetscFunctionBegin;
   if (!*e) PetscFunctionReturn(PETSC_SUCCESS);
   PetscCall(PetscFree3((*e)->nq, (*e)->nodes, (*e)->weights));
+  if ((*e)->Y) PetscCall(VecDestroyVecs((*e)->nd, &(*e)->Y));
+  PetscCall(PetscFree((*e)->ylam));
   PetscCall(PetscFree(*e));
   PetscFunctionReturn(PETSC_SUCCESS);
 }

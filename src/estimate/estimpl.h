@@ -9,6 +9,7 @@
 #define NTK_STREAM_RESIDUAL   ((PetscInt64)2 << 32)
 #define NTK_STREAM_ONESIDED   ((PetscInt64)3 << 32)
 #define NTK_STREAM_SLQ        ((PetscInt64)4 << 32)
+#define NTK_STREAM_DEFLATE    ((PetscInt64)5 << 32)
 /* Probes drawn with -ntk_estimate_rtol when no budget caps them. */
 #define NTK_MAX_ADAPTIVE_PROBES 1000
 #define NTK_MIN_PROBES          4
@@ -25,6 +26,8 @@ struct _p_NtkEstimator {
   PetscReal             rtol;
   PetscInt              probes;
   PetscInt              steps;          /* Lanczos steps per SLQ probe */
+  PetscInt              deflate;        /* leading eigenpairs removed from the SLQ probes */
+  PetscInt              deflate_steps;  /* Lanczos steps that compute them */
   NtkReorthType         reorth;
   PetscReal             zero_tol, breakdown_tol;
   char                  density[PETSC_MAX_PATH_LEN];
@@ -34,19 +37,29 @@ struct _p_NtkEstimator {
   void                 *mctx;
   PetscBool             setup;
 
-  /* SLQ state: per probe j, nq[j] nodes at nodes[j*steps + k] with weights |z_j|^2 tau_jk^2 */
-  PetscInt   nslq;
+  /* Deflation: nd Ritz pairs (ylam, Y) of K, the largest ones, and the worst relative residual */
+  PetscInt   nd;
+  Vec       *Y;
+  PetscReal *ylam, yres;
+  PetscInt   ymatvecs;
+
+  /* SLQ state: per probe j, nq[j] nodes at nodes[j*stride + k] with weights |z_j|^2 tau_jk^2,
+     the nd deflated eigenvalues appended as atoms of weight 1 */
+  PetscInt   nslq, stride;
   PetscInt  *nq;
   PetscReal *nodes, *weights;
   PetscReal  trace_used, lmax, zero_thr;
   PetscReal  snorm, snorm_err, nzmass, nzmass_err;
 };
 
+PETSC_INTERN PetscErrorCode NtkEstimatorDeflate(NtkEstimator);
 PETSC_INTERN PetscErrorCode NtkEstimatorFillProbe(NtkEstimator, PetscInt64, Vec);
 PETSC_INTERN void           NtkMeanErr(PetscInt, const PetscReal *, PetscReal *, PetscReal *);
 PETSC_INTERN PetscInt       NtkEstimatorMaxProbes(NtkEstimator, PetscInt, PetscInt);
 PETSC_INTERN PetscBool      NtkEstimatorConverged(NtkEstimator, PetscInt, const NtkEstimate *);
-PETSC_INTERN PetscErrorCode NtkLanczos(Mat, Vec, PetscInt, NtkReorthType, PetscReal, Vec *,
-                                       PetscReal *, PetscReal *, PetscInt *);
+PETSC_INTERN PetscErrorCode NtkLanczos(Mat, Vec, PetscInt, NtkReorthType, PetscReal, PetscInt,
+                                       Vec *, PetscReal *, PetscReal *, PetscInt *);
+PETSC_INTERN PetscErrorCode NtkTridiagonalEig(PetscInt, const PetscReal *, const PetscReal *,
+                                              PetscReal *, PetscReal *);
 PETSC_INTERN PetscErrorCode NtkTridiagonalGauss(PetscInt, const PetscReal *, const PetscReal *,
                                                 PetscReal *, PetscReal *);

@@ -27,36 +27,61 @@ static PetscErrorCode Reorth(Vec w, PetscInt nv, Vec *V, PetscInt passes, PetscS
 }
 
 /*
-  V: m + 1 work vectors; V[0] = v0 / |v0|. alpha[0..mm), beta[0..mm) overwritten (beta[mm-1] is
-  the residual norm of the last step); *mm: steps done (= products with K).
+  V: nd + m + 1 vectors; V[0..nd) are fixed orthonormal deflation vectors (v0 must be orthogonal
+  to them) and the Lanczos basis is V[nd], V[nd+1], ... with V[nd] = v0 / |v0|. Every step
+  projects the deflation vectors out again, so the recurrence runs on (I - YY^T) K (I - YY^T).
+  alpha[0..mm), beta[0..mm) overwritten (beta[mm-1] is the residual norm of the last step);
+  *mm: steps done (= products with K).
 */
-PetscErrorCode NtkLanczos(Mat K, Vec v0, PetscInt m, NtkReorthType reorth, PetscReal tol, Vec *V,
-                          PetscReal *alpha, PetscReal *beta, PetscInt *mm)
+PetscErrorCode NtkLanczos(Mat K, Vec v0, PetscInt m, NtkReorthType reorth, PetscReal tol, PetscInt nd,
+                          Vec *V, PetscReal *alpha, PetscReal *beta, PetscInt *mm)
 {
   PetscReal    nrm, tnorm = 0;
   PetscScalar *h, a;
+  Vec         *Q = V + nd;
 
   PetscFunctionBegin;
-  PetscCall(PetscMalloc1(m + 1, &h));
+  PetscCall(PetscMalloc1(nd + m + 1, &h));
   PetscCall(VecNorm(v0, NORM_2, &nrm));
-  PetscCall(VecAXPBY(V[0], 1.0 / nrm, 0.0, v0));
+  PetscCall(VecAXPBY(Q[0], 1.0 / nrm, 0.0, v0));
   *mm = 0;
   for (PetscInt j = 0; j < m; j++) {
-    PetscCall(MatMult(K, V[j], V[j + 1]));
-    PetscCall(VecDot(V[j + 1], V[j], &a));
+    PetscCall(MatMult(K, Q[j], Q[j + 1]));
+    PetscCall(VecDot(Q[j + 1], Q[j], &a));
     alpha[j] = PetscRealPart(a);
-    PetscCall(VecAXPY(V[j + 1], -alpha[j], V[j]));
-    if (j > 0) PetscCall(VecAXPY(V[j + 1], -beta[j - 1], V[j - 1]));
-    if (reorth == NTK_REORTH_FULL) PetscCall(Reorth(V[j + 1], j + 1, V, 2, h));
-    else if (reorth == NTK_REORTH_LOCAL) PetscCall(Reorth(V[j + 1], PetscMin(j + 1, 2),
-                                                          V + PetscMax(0, j - 1), 1, h));
-    PetscCall(VecNorm(V[j + 1], NORM_2, &beta[j]));
+    PetscCall(VecAXPY(Q[j + 1], -alpha[j], Q[j]));
+    if (j > 0) PetscCall(VecAXPY(Q[j + 1], -beta[j - 1], Q[j - 1]));
+    if (reorth == NTK_REORTH_FULL) PetscCall(Reorth(Q[j + 1], nd + j + 1, V, 2, h));
+    else {
+      PetscCall(Reorth(Q[j + 1], nd, V, 1, h));
+      if (reorth == NTK_REORTH_LOCAL)
+        PetscCall(Reorth(Q[j + 1], PetscMin(j + 1, 2), Q + PetscMax(0, j - 1), 1, h));
+    }
+    PetscCall(VecNorm(Q[j + 1], NORM_2, &beta[j]));
     tnorm = PetscMax(tnorm, PetscAbsReal(alpha[j]) + beta[j] + (j > 0 ? beta[j - 1] : 0));
     *mm   = j + 1;
     if (beta[j] <= tol * tnorm) break;
-    if (j + 1 < m) PetscCall(VecScale(V[j + 1], 1.0 / beta[j]));
+    if (j + 1 < m) PetscCall(VecScale(Q[j + 1], 1.0 / beta[j]));
   }
   PetscCall(PetscFree(h));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Eigenvalues (ascending) and eigenvectors Z (m x m column-major) of tridiag(beta, alpha, beta). */
+PetscErrorCode NtkTridiagonalEig(PetscInt m, const PetscReal *alpha, const PetscReal *beta,
+                                 PetscReal *theta, PetscReal *Z)
+{
+  PetscBLASInt n, info;
+  PetscReal   *e, *work;
+
+  PetscFunctionBegin;
+  PetscCall(PetscBLASIntCast(m, &n));
+  PetscCall(PetscMalloc2(m, &e, PetscMax(1, 2 * m - 2), &work));
+  PetscCall(PetscArraycpy(theta, alpha, m));
+  if (m > 1) PetscCall(PetscArraycpy(e, beta, m - 1));
+  PetscCallBLAS("LAPACKsteqr", LAPACKREALsteqr_("I", &n, theta, e, Z, &n, work, &info));
+  PetscCheck(info == 0, PETSC_COMM_SELF, PETSC_ERR_LIB, "LAPACK steqr failed: info %d", (int)info);
+  PetscCall(PetscFree2(e, work));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -64,19 +89,14 @@ PetscErrorCode NtkLanczos(Mat K, Vec v0, PetscInt m, NtkReorthType reorth, Petsc
 PetscErrorCode NtkTridiagonalGauss(PetscInt m, const PetscReal *alpha, const PetscReal *beta,
                                    PetscReal *nodes, PetscReal *tau2)
 {
-  PetscBLASInt n, info;
-  PetscReal   *e, *Z, *work;
+  PetscReal *Z;
 
   PetscFunctionBegin;
-  PetscCall(PetscBLASIntCast(m, &n));
-  PetscCall(PetscMalloc3(m, &e, m * m, &Z, PetscMax(1, 2 * m - 2), &work));
-  PetscCall(PetscArraycpy(nodes, alpha, m));
-  if (m > 1) PetscCall(PetscArraycpy(e, beta, m - 1));
-  PetscCallBLAS("LAPACKsteqr", LAPACKREALsteqr_("I", &n, nodes, e, Z, &n, work, &info));
-  PetscCheck(info == 0, PETSC_COMM_SELF, PETSC_ERR_LIB, "LAPACK steqr failed: info %d", (int)info);
-  /* column k of Z (column-major) is the eigenvector of nodes[k]; tau_k is its first entry */
+  PetscCall(PetscMalloc1(m * m, &Z));
+  PetscCall(NtkTridiagonalEig(m, alpha, beta, nodes, Z));
+  /* column k of Z is the eigenvector of nodes[k]; tau_k is its first entry */
   for (PetscInt k = 0; k < m; k++) tau2[k] = Z[k * m] * Z[k * m];
-  PetscCall(PetscFree3(e, Z, work));
+  PetscCall(PetscFree(Z));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -94,7 +114,7 @@ PetscErrorCode NtkLanczosQuadrature(NtkOp op, Vec u, PetscInt m, PetscReal *node
   if (nrm == 0) PetscFunctionReturn(PETSC_SUCCESS);
   PetscCall(VecDuplicateVecs(u, m + 1, &V));
   PetscCall(PetscMalloc2(m, &alpha, m, &beta));
-  PetscCall(NtkLanczos(K, u, m, NTK_REORTH_FULL, 1e-12, V, alpha, beta, nq));
+  PetscCall(NtkLanczos(K, u, m, NTK_REORTH_FULL, 1e-12, 0, V, alpha, beta, nq));
   PetscCall(NtkTridiagonalGauss(*nq, alpha, beta, nodes, weights));
   for (PetscInt k = 0; k < *nq; k++) weights[k] *= nrm * nrm;
   PetscCall(PetscFree2(alpha, beta));

@@ -10,7 +10,8 @@
   zero_tol lambda_max n (default 1e-12 lambda_max n, above that rounding floor) are counted as
   zero eigenvalues: they contribute nothing to S (p ln p -> 0) and their share of the measure is
   reported as the near-zero mass. lambda_max is the largest Ritz value over all probes.
-  Deflation of leading eigenpairs is not implemented (see docs/limitations.md).
+  With deflation (deflate.c) the k largest eigenvalues enter every probe's rule as exact atoms of
+  weight 1 and the probes see only the rest of the spectrum.
 */
 #include "estimpl.h"
 
@@ -19,7 +20,7 @@ static PetscReal XLogX(PetscReal p) { return p > 0 ? p * PetscLogReal(p) : 0; }
 /* Per-probe entropy and near-zero share for probe j with the current threshold. */
 static void ProbeEntropy(NtkEstimator e, PetscInt j, PetscReal *s, PetscReal *z0)
 {
-  const PetscReal *th = e->nodes + j * e->steps, *w = e->weights + j * e->steps;
+  const PetscReal *th = e->nodes + j * e->stride, *w = e->weights + j * e->stride;
 
   *s  = 0;
   *z0 = 0;
@@ -38,7 +39,7 @@ static PetscErrorCode Entropy(NtkEstimator e, PetscInt m, NtkEstimate *S)
   PetscCall(PetscMalloc2(m, &s, m, &z));
   e->lmax = 0;
   for (PetscInt j = 0; j < m; j++)
-    for (PetscInt k = 0; k < e->nq[j]; k++) e->lmax = PetscMax(e->lmax, e->nodes[j * e->steps + k]);
+    for (PetscInt k = 0; k < e->nq[j]; k++) e->lmax = PetscMax(e->lmax, e->nodes[j * e->stride + k]);
   e->zero_thr = e->zero_tol * e->lmax * e->n;
   for (PetscInt j = 0; j < m; j++) ProbeEntropy(e, j, &s[j], &z[j]);
   NtkMeanErr(m, s, &S->value, &S->err);
@@ -53,8 +54,46 @@ static PetscErrorCode Allocate(NtkEstimator e, PetscInt maxp)
 {
   PetscFunctionBegin;
   PetscCall(PetscFree3(e->nq, e->nodes, e->weights));
-  PetscCall(PetscMalloc3(maxp, &e->nq, maxp * e->steps, &e->nodes, maxp * e->steps, &e->weights));
+  e->stride = e->steps + e->nd;
+  PetscCall(PetscMalloc3(maxp, &e->nq, maxp * e->stride, &e->nodes, maxp * e->stride, &e->weights));
   e->nslq = 0;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/*
+  Probe j: z projected off the deflation vectors, m Lanczos steps on the projected kernel, Gauss
+  rule scaled by |Pz|^2, the deflated eigenvalues appended as atoms of weight 1; *f2 = |K z|^2
+  estimate of Tr K^2 = sum_i lambda_i^2 + |Pz|^2 (alpha_1^2 + beta_1^2). Returns the products.
+*/
+static PetscErrorCode Probe(NtkEstimator e, PetscInt j, Vec z, Vec *V, PetscReal *alpha,
+                            PetscReal *beta, PetscReal *f2, PetscInt *mm)
+{
+  PetscReal   *th = e->nodes + j * e->stride, *w = e->weights + j * e->stride, nz2;
+  PetscScalar *h;
+
+  PetscFunctionBegin;
+  PetscCall(NtkEstimatorFillProbe(e, NTK_STREAM_SLQ + j, z));
+  if (e->nd > 0) {
+    PetscCall(PetscMalloc1(e->nd, &h));
+    for (PetscInt pass = 0; pass < 2; pass++) {
+      PetscCall(VecMDot(z, e->nd, e->Y, h));
+      for (PetscInt i = 0; i < e->nd; i++) h[i] = -h[i];
+      PetscCall(VecMAXPY(z, e->nd, h, e->Y));
+    }
+    PetscCall(PetscFree(h));
+  }
+  PetscCall(VecNorm(z, NORM_2, &nz2));
+  nz2 *= nz2;
+  PetscCall(NtkLanczos(e->K, z, e->steps, e->reorth, e->breakdown_tol, e->nd, V, alpha, beta, mm));
+  PetscCall(NtkTridiagonalGauss(*mm, alpha, beta, th, w));
+  for (PetscInt k = 0; k < *mm; k++) w[k] *= nz2;
+  *f2 = nz2 * (alpha[0] * alpha[0] + beta[0] * beta[0]);
+  for (PetscInt i = 0; i < e->nd; i++) {
+    th[*mm + i] = e->ylam[i];
+    w[*mm + i]  = 1;
+    *f2 += e->ylam[i] * e->ylam[i];
+  }
+  e->nq[j] = *mm + e->nd;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -72,7 +111,7 @@ PetscErrorCode NtkEstimatorSLQ(NtkEstimator e, const NtkEstimate *trace, NtkEsti
 {
   PetscInt   maxp, mm;
   Vec        z, *V;
-  PetscReal *alpha, *beta, *f2, nz2, f2v, f2e;
+  PetscReal *alpha, *beta, *f2, f2v, f2e;
   PetscBool  stop = PETSC_FALSE;
 
   PetscFunctionBegin;
@@ -80,24 +119,20 @@ PetscErrorCode NtkEstimatorSLQ(NtkEstimator e, const NtkEstimate *trace, NtkEsti
   PetscCheck(trace->value > 0, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "SLQ entropy needs a positive trace (got %g)", (double)trace->value);
   PetscCall(PetscLogEventBegin(NTK_EstimateSLQ, 0, 0, 0, 0));
-  maxp = NtkEstimatorMaxProbes(e, e->steps, 0);
-  PetscCall(Allocate(e, maxp));
-  e->trace_used = trace->value;
   PetscCall(PetscMemzero(S, sizeof(*S)));
   PetscCall(PetscMemzero(fro, sizeof(*fro)));
+  PetscCall(NtkEstimatorDeflate(e));
+  S->matvecs = e->ymatvecs;
+  maxp = NtkEstimatorMaxProbes(e, e->steps, e->ymatvecs);
+  PetscCall(Allocate(e, maxp));
+  e->trace_used = trace->value;
   PetscCall(MatCreateVecs(e->K, &z, NULL));
-  PetscCall(VecDuplicateVecs(z, e->steps + 1, &V));
+  PetscCall(VecDuplicateVecs(z, e->nd + e->steps + 1, &V));
+  for (PetscInt i = 0; i < e->nd; i++) PetscCall(VecCopy(e->Y[i], V[i]));
   PetscCall(PetscMalloc3(e->steps, &alpha, e->steps, &beta, maxp, &f2));
   for (PetscInt j = 0; j < maxp && !stop; j++) {
-    PetscCall(NtkEstimatorFillProbe(e, NTK_STREAM_SLQ + j, z));
-    PetscCall(VecNorm(z, NORM_2, &nz2));
-    nz2 *= nz2;
-    PetscCall(NtkLanczos(e->K, z, e->steps, e->reorth, e->breakdown_tol, V, alpha, beta, &mm));
-    PetscCall(NtkTridiagonalGauss(mm, alpha, beta, e->nodes + j * e->steps, e->weights + j * e->steps));
-    for (PetscInt k = 0; k < mm; k++) e->weights[j * e->steps + k] *= nz2;
-    e->nq[j] = mm;
-    f2[j]    = nz2 * (alpha[0] * alpha[0] + beta[0] * beta[0]);
-    e->nslq  = j + 1;
+    PetscCall(Probe(e, j, z, V, alpha, beta, &f2[j], &mm));
+    e->nslq = j + 1;
     S->matvecs += mm;
     S->probes = j + 1;
     PetscCall(Entropy(e, j + 1, S));
@@ -118,7 +153,7 @@ PetscErrorCode NtkEstimatorSLQ(NtkEstimator e, const NtkEstimate *trace, NtkEsti
   reff->matvecs = S->matvecs + trace->matvecs;
   reff->probes  = S->probes;
   PetscCall(PetscFree3(alpha, beta, f2));
-  PetscCall(VecDestroyVecs(e->steps + 1, &V));
+  PetscCall(VecDestroyVecs(e->nd + e->steps + 1, &V));
   PetscCall(VecDestroy(&z));
   PetscCall(PetscLogEventEnd(NTK_EstimateSLQ, 0, 0, 0, 0));
   if (e->density[0]) PetscCall(NtkEstimatorWriteDensity(e, e->density));
@@ -153,8 +188,8 @@ PetscErrorCode NtkEstimatorCountAbove(NtkEstimator e, PetscReal x, PetscReal *fr
   PetscCall(PetscCalloc1(e->nslq, &c));
   for (PetscInt j = 0; j < e->nslq; j++)
     for (PetscInt k = 0; k < e->nq[j]; k++) {
-      PetscReal th = e->nodes[j * e->steps + k];
-      if (th >= x && th >= e->zero_thr) c[j] += e->weights[j * e->steps + k] / e->n;
+      PetscReal th = e->nodes[j * e->stride + k];
+      if (th >= x && th >= e->zero_thr) c[j] += e->weights[j * e->stride + k] / e->n;
     }
   NtkMeanErr(e->nslq, c, frac, err);
   PetscCall(PetscFree(c));
