@@ -24,18 +24,20 @@ static PetscErrorCode Monitor(NtkEstimator e, const char what[], PetscInt j, Pet
   if (j == 1) p->start = now;
   if (now - p->last < 0.5 && j < m) PetscFunctionReturn(PETSC_SUCCESS);
   p->last = now;
-  PetscCall(NtkAppPrintf(p->app, "  %s: probe %" PetscInt_FMT " of %" PetscInt_FMT ", %.6g +- %.2g,"
-                         " %.1f s, at most %.1f s left\n", what, j, m, (double)est->value,
-                         (double)est->err, now - p->start, (now - p->start) / j * (m - j)));
+  PetscCall(NtkAppPrintf(p->app,
+                         "  %s: probe %" PetscInt_FMT " of %" PetscInt_FMT ", %.6g +- %.2g,"
+                         " %.1f s, at most %.1f s left\n",
+                         what, j, m, (double)est->value, (double)est->err, now - p->start,
+                         (now - p->start) / j * (m - j)));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
 static PetscErrorCode Report(NtkApp *app, const char name[], const NtkEstimate *e)
 {
   PetscFunctionBegin;
-  PetscCall(NtkAppPrintf(app, "%-16s %.10g +- %.3g  (%s, %" PetscInt_FMT " products, %" PetscInt_FMT
-                         " probes)\n", name, (double)e->value, (double)e->err, e->method, e->matvecs,
-                         e->probes));
+  PetscCall(NtkAppPrintf(
+      app, "%-16s %.10g +- %.3g  (%s, %" PetscInt_FMT " products, %" PetscInt_FMT " probes)\n",
+      name, (double)e->value, (double)e->err, e->method, e->matvecs, e->probes));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -49,7 +51,7 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm comm)
   const char  *dens;
   Progress     prog = {0};
   PetscBool    help;
-  json_object *doc  = json_object_new_object(), *o;
+  json_object *doc = json_object_new_object(), *o;
 
   PetscFunctionBegin;
   PetscCall(NtkAppCreate(comm, "estimate", &app));
@@ -89,7 +91,8 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm comm)
   PetscCall(NtkAppDescribe(&app, doc));
   json_object_object_add(doc, "trace", NtkJSONEstimate(T.value, T.err, T.method, T.matvecs));
   json_object_object_add(doc, "trace_exact", json_object_new_double(Tex.value));
-  json_object_object_add(doc, "frobenius", NtkJSONEstimate(fro.value, fro.err, fro.method, fro.matvecs));
+  json_object_object_add(doc, "frobenius",
+                         NtkJSONEstimate(fro.value, fro.err, fro.method, fro.matvecs));
   json_object_object_add(doc, "effective_rank",
                          NtkJSONEstimate(reff.value, reff.err, reff.method, reff.matvecs));
   json_object_object_add(doc, "entropy", NtkJSONEstimate(S.value, S.err, S.method, S.matvecs));
@@ -102,9 +105,10 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm comm)
   json_object_object_add(o, "slq_probes", json_object_new_int64(S.probes));
   json_object_object_add(o, "trace_probes", json_object_new_int64(T.probes));
   json_object_object_add(doc, "probes", o);
-  PetscCall(NtkAppPrintf(&app, "products: %" PetscInt_FMT " (trace %" PetscInt_FMT ", SLQ %"
-                         PetscInt_FMT "), %.2f s\n", T.matvecs + S.matvecs, T.matvecs, S.matvecs,
-                         MPI_Wtime() - app.t0));
+  PetscCall(NtkAppPrintf(&app,
+                         "products: %" PetscInt_FMT " (trace %" PetscInt_FMT ", SLQ %" PetscInt_FMT
+                         "), %.2f s\n",
+                         T.matvecs + S.matvecs, T.matvecs, S.matvecs, MPI_Wtime() - app.t0));
   PetscCall(NtkAppWriteResult(&app, doc));
   json_object_put(doc);
   PetscCall(NtkEstimatorDestroy(&est));

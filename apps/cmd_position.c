@@ -19,17 +19,21 @@ static json_object *Array(PetscInt n, const PetscReal *x)
 static PetscErrorCode Print(NtkApp *app, const NtkPosition *p)
 {
   PetscFunctionBegin;
-  PetscCall(NtkAppPrintf(app, "loss %s           %.10g\n", NtkLossTypes[p->loss_type], (double)p->loss));
-  if (p->accuracy >= 0) PetscCall(NtkAppPrintf(app, "accuracy           %.6g\n", (double)p->accuracy));
+  PetscCall(
+      NtkAppPrintf(app, "loss %s           %.10g\n", NtkLossTypes[p->loss_type], (double)p->loss));
+  if (p->accuracy >= 0)
+    PetscCall(NtkAppPrintf(app, "accuracy           %.6g\n", (double)p->accuracy));
   PetscCall(NtkAppPrintf(app, "residual |g|^2     %.10g\ngrad |J^T g|^2 s   %.10g\n",
                          (double)p->residual_norm_sq, (double)p->grad_norm_sq));
-  PetscCall(NtkAppPrintf(app, "trace (exact)      %.10g\nrho                %.10g\nmu                 "
-                         "%.10g\n", (double)p->trace, (double)p->rho, (double)p->mu));
+  PetscCall(NtkAppPrintf(app,
+                         "trace (exact)      %.10g\nrho                %.10g\nmu                 "
+                         "%.10g\n",
+                         (double)p->trace, (double)p->rho, (double)p->mu));
   PetscCall(NtkAppPrintf(app, "rank position      %.6g +- %.2g\nalignment          %.6g +- %.2g\n",
                          (double)p->rank_position.value, (double)p->rank_position.err,
                          (double)p->alignment.value, (double)p->alignment.err));
-  PetscCall(NtkAppPrintf(app, "spectral measure   %" PetscInt_FMT " nodes in [%.4g, %.4g]\n", p->nnodes,
-                         (double)(p->nnodes ? p->nodes[0] : 0),
+  PetscCall(NtkAppPrintf(app, "spectral measure   %" PetscInt_FMT " nodes in [%.4g, %.4g]\n",
+                         p->nnodes, (double)(p->nnodes ? p->nodes[0] : 0),
                          (double)(p->nnodes ? p->nodes[p->nnodes - 1] : 0)));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -40,7 +44,8 @@ static void Describe(const NtkPosition *p, json_object *doc)
 
   json_object_object_add(doc, "loss_type", json_object_new_string(NtkLossTypes[p->loss_type]));
   json_object_object_add(doc, "loss", json_object_new_double(p->loss));
-  if (p->accuracy >= 0) json_object_object_add(doc, "accuracy", json_object_new_double(p->accuracy));
+  if (p->accuracy >= 0)
+    json_object_object_add(doc, "accuracy", json_object_new_double(p->accuracy));
   json_object_object_add(doc, "grad_norm_sq", json_object_new_double(p->grad_norm_sq));
   json_object_object_add(doc, "residual_norm_sq", json_object_new_double(p->residual_norm_sq));
   json_object_object_add(doc, "trace", json_object_new_double(p->trace));
@@ -49,10 +54,12 @@ static void Describe(const NtkPosition *p, json_object *doc)
   json_object_object_add(doc, "rank_position",
                          NtkJSONEstimate(p->rank_position.value, p->rank_position.err,
                                          p->rank_position.method, p->rank_position.matvecs));
-  json_object_object_add(doc, "alignment", NtkJSONEstimate(p->alignment.value, p->alignment.err,
-                                                           p->alignment.method, p->alignment.matvecs));
-  json_object_object_add(doc, "frobenius", NtkJSONEstimate(p->frobenius.value, p->frobenius.err,
-                                                           p->frobenius.method, p->frobenius.matvecs));
+  json_object_object_add(doc, "alignment",
+                         NtkJSONEstimate(p->alignment.value, p->alignment.err, p->alignment.method,
+                                         p->alignment.matvecs));
+  json_object_object_add(doc, "frobenius",
+                         NtkJSONEstimate(p->frobenius.value, p->frobenius.err, p->frobenius.method,
+                                         p->frobenius.matvecs));
   json_object_object_add(m, "nodes", Array(p->nnodes, p->nodes));
   json_object_object_add(m, "weights", Array(p->nnodes, p->weights));
   json_object_object_add(doc, "spectral_measure", m);
@@ -66,14 +73,16 @@ PetscErrorCode NtkCmdPosition(MPI_Comm comm)
   PetscInt     steps = 20;
   PetscBool    slq   = PETSC_TRUE, help;
   PetscInt64   seed;
-  NtkPosition  pos   = {0};
-  json_object *doc   = json_object_new_object();
+  NtkPosition  pos = {0};
+  json_object *doc = json_object_new_object();
 
   PetscFunctionBegin;
   PetscCall(NtkLossGetFromOptions(comm, &loss));
   PetscOptionsBegin(comm, NULL, "ntkspec position", "ntkspec");
-  PetscCall(PetscOptionsInt("-ntk_position_lanczos_steps", "Lanczos steps for the residual's "
-                            "spectral measure", "NtkPositionCompute", steps, &steps, NULL));
+  PetscCall(PetscOptionsInt("-ntk_position_lanczos_steps",
+                            "Lanczos steps for the residual's "
+                            "spectral measure",
+                            "NtkPositionCompute", steps, &steps, NULL));
   PetscCall(PetscOptionsBool("-ntk_position_slq", "Estimate the rank position and alignment by SLQ",
                              "NtkPositionCompute", slq, &slq, NULL));
   PetscOptionsEnd();

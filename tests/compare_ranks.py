@@ -43,7 +43,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for n in (1, 2, 3):
             out = os.path.join(tmp, f"np{n}.json")
-            cmd = [mpiexec, "-n", str(n), ntkspec, command] + opts + ["-ntk_quiet", "-ntk_output", out]
+            cmd = [mpiexec, "-n", str(n), ntkspec, command] + opts
+            cmd += ["-ntk_quiet", "-ntk_output", out]
             subprocess.run(cmd, check=True)
             with open(out) as f:
                 docs[n] = json.load(f)

@@ -46,15 +46,16 @@ static PetscErrorCode DenseKernel(NtkOp op, PetscInt nloc, PetscInt C, PetscInt 
   displs[0] = 0;
   for (int r = 1; r < size; r++) displs[r] = displs[r - 1] + counts[r - 1];
   PetscCall(PetscMalloc1(n * P, &Jall));
-  PetscCallMPI(MPI_Allgatherv(Jloc, mine, MPIU_SCALAR, Jall, counts, displs, MPIU_SCALAR,
-                              PETSC_COMM_WORLD));
+  PetscCallMPI(
+      MPI_Allgatherv(Jloc, mine, MPIU_SCALAR, Jall, counts, displs, MPIU_SCALAR, PETSC_COMM_WORLD));
   PetscCall(PetscFree(Jloc));
   PetscCall(PetscFree2(counts, displs));
   /* row-major J (n x P) is column-major J^T (P x n): K = (J^T)^T J^T */
   PetscCall(PetscBLASIntCast(n, &bn));
   PetscCall(PetscBLASIntCast(P, &bp));
   PetscCall(PetscMalloc1(n * n, K));
-  PetscCallBLAS("BLASgemm", BLASgemm_("T", "N", &bn, &bn, &bp, &s, Jall, &bp, Jall, &bp, &zero, *K, &bn));
+  PetscCallBLAS("BLASgemm",
+                BLASgemm_("T", "N", &bn, &bn, &bp, &s, Jall, &bp, Jall, &bp, &zero, *K, &bn));
   PetscCall(PetscFree(Jall));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -108,9 +109,10 @@ static PetscErrorCode CheckTraces(NtkEstimator est, PetscReal T, PetscBool calib
     PetscCall(NtkEstimatorSetMatvecs(est, 60));
     PetscCall(NtkEstimatorSetSeed(est, 1));
     PetscCall(NtkEstimatorTrace(est, &e));
-    PetscCall(PetscSNPrintf(what, sizeof(what), "%s trace within 4 stderr (%.3g)", NtkTraceMethods[m],
-                            (double)e.err));
-    PetscCall(Expect(what, PetscAbsReal(e.value - T) <= 4 * e.err ? PETSC_TRUE : PETSC_FALSE, e.value, T));
+    PetscCall(PetscSNPrintf(what, sizeof(what), "%s trace within 4 stderr (%.3g)",
+                            NtkTraceMethods[m], (double)e.err));
+    PetscCall(Expect(what, PetscAbsReal(e.value - T) <= 4 * e.err ? PETSC_TRUE : PETSC_FALSE,
+                     e.value, T));
   }
   if (!calib) PetscFunctionReturn(PETSC_SUCCESS);
   PetscCall(Coverage(est, NTK_TRACE_HUTCHINSON, 30, 100, 2.0, T, &hits));
@@ -126,10 +128,10 @@ static PetscErrorCode CheckTraces(NtkEstimator est, PetscReal T, PetscBool calib
 static PetscErrorCode CheckSLQ(NtkEstimator est, PetscInt n, const PetscReal *lam, PetscReal T,
                                PetscReal srtol)
 {
-  NtkEstimate Tex = {0}, fro, reff, S;
-  PetscReal   F2 = 0, Sx = 0, thr, nz, nze, reffx;
-  PetscInt    nzero = 0;
-  PetscLogDouble t0 = MPI_Wtime();
+  NtkEstimate    Tex = {0}, fro, reff, S;
+  PetscReal      F2 = 0, Sx = 0, thr, nz, nze, reffx;
+  PetscInt       nzero = 0;
+  PetscLogDouble t0    = MPI_Wtime();
 
   PetscFunctionBegin;
   Tex.value = T;
@@ -140,24 +142,31 @@ static PetscErrorCode CheckSLQ(NtkEstimator est, PetscInt n, const PetscReal *la
   thr = 1e-12 * lam[n - 1] * n;
   for (PetscInt k = 0; k < n; k++) {
     F2 += lam[k] * lam[k];
-    if (lam[k] < thr) nzero++;
-    else Sx -= lam[k] / T * PetscLogReal(lam[k] / T);
+    if (lam[k] < thr)
+      nzero++;
+    else
+      Sx -= lam[k] / T * PetscLogReal(lam[k] / T);
   }
   reffx = T * T / F2;
   PetscCall(NtkEstimatorGetNearZeroMass(est, &nz, &nze));
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "  SLQ: %" PetscInt_FMT " probes, %" PetscInt_FMT
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD,
+                        "  SLQ: %" PetscInt_FMT " probes, %" PetscInt_FMT
                         " products, %.2f s; S = %.6g +- %.3g (exact %.6g, %.2f stderr, %.3f%%)\n",
                         S.probes, S.matvecs, MPI_Wtime() - t0, (double)S.value, (double)S.err,
                         (double)Sx, (double)(PetscAbsReal(S.value - Sx) / S.err),
                         (double)(100 * PetscAbsReal(S.value - Sx) / Sx)));
-  PetscCall(Expect("SLQ entropy relative error", PetscAbsReal(S.value - Sx) <= srtol * Sx, S.value, Sx));
-  PetscCall(Expect("SLQ entropy within 2 stderr", PetscAbsReal(S.value - Sx) <= 2 * S.err, S.value, Sx));
+  PetscCall(
+      Expect("SLQ entropy relative error", PetscAbsReal(S.value - Sx) <= srtol * Sx, S.value, Sx));
+  PetscCall(
+      Expect("SLQ entropy within 2 stderr", PetscAbsReal(S.value - Sx) <= 2 * S.err, S.value, Sx));
   PetscCall(Expect("effective rank within 2%", PetscAbsReal(reff.value - reffx) <= 0.02 * reffx,
                    reff.value, reffx));
-  PetscCall(Expect("|K|_F within 3 stderr", PetscAbsReal(fro.value - PetscSqrtReal(F2)) <= 3 * fro.err,
-                   fro.value, PetscSqrtReal(F2)));
-  PetscCall(Expect("near-zero mass vs dense null space", PetscAbsReal(nz - (PetscReal)nzero / n) <=
-                   3 * nze + 0.5 / n, nz, (PetscReal)nzero / n));
+  PetscCall(Expect("|K|_F within 3 stderr",
+                   PetscAbsReal(fro.value - PetscSqrtReal(F2)) <= 3 * fro.err, fro.value,
+                   PetscSqrtReal(F2)));
+  PetscCall(Expect("near-zero mass vs dense null space",
+                   PetscAbsReal(nz - (PetscReal)nzero / n) <= 3 * nze + 0.5 / n, nz,
+                   (PetscReal)nzero / n));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -180,8 +189,10 @@ static PetscErrorCode OwnGradient(NtkOp op, NtkLossType type, Vec g)
     PetscReal z = 0;
     for (PetscInt c = 0; c < C; c++) z += PetscExpReal(a[i * C + c]);
     for (PetscInt c = 0; c < C; c++) {
-      if (type == NTK_LOSS_MSE) a[i * C + c] = (a[i * C + c] - sh->Y[i * C + c]) / sh->N;
-      else a[i * C + c] = (PetscExpReal(a[i * C + c]) / z - (sh->labels[i] == c)) / sh->N;
+      if (type == NTK_LOSS_MSE)
+        a[i * C + c] = (a[i * C + c] - sh->Y[i * C + c]) / sh->N;
+      else
+        a[i * C + c] = (PetscExpReal(a[i * C + c]) / z - (sh->labels[i] == c)) / sh->N;
     }
   }
   PetscCall(VecRestoreArray(g, &a));
@@ -231,22 +242,25 @@ static PetscErrorCode CheckPosition(NtkOp op, NtkEstimator est, NtkLossType type
   for (PetscInt a = 0; a < n; a++) T += K[a * n + a];
   PetscCall(VecRestoreArrayRead(gall, &ga));
   for (PetscInt k = 0; k < 4; k++)
-    for (PetscInt j = 0; j < pos.nnodes; j++) m[k] += pos.weights[j] * PetscPowRealInt(pos.nodes[j], k);
+    for (PetscInt j = 0; j < pos.nnodes; j++)
+      m[k] += pos.weights[j] * PetscPowRealInt(pos.nodes[j], k);
   PetscCall(PetscSNPrintf(what, sizeof(what), "%s rho vs dense", NtkLossTypes[type]));
   e1 = q[1] / (q[0] * T);
   PetscCall(Expect(what, PetscAbsReal(pos.rho - e1) <= 1e-10 * e1, pos.rho, e1));
   PetscCall(PetscSNPrintf(what, sizeof(what), "%s mu vs dense", NtkLossTypes[type]));
-  PetscCall(Expect(what, PetscAbsReal(pos.mu - q[1] / q[0]) <= 1e-10 * q[1] / q[0], pos.mu, q[1] / q[0]));
+  PetscCall(
+      Expect(what, PetscAbsReal(pos.mu - q[1] / q[0]) <= 1e-10 * q[1] / q[0], pos.mu, q[1] / q[0]));
   for (PetscInt k = 0; k < 4; k++) {
     PetscCall(PetscSNPrintf(what, sizeof(what), "%s spectral measure moment %" PetscInt_FMT,
                             NtkLossTypes[type], k));
     PetscCall(Expect(what, PetscAbsReal(m[k] - q[k]) <= 1e-8 * q[k], m[k], q[k]));
   }
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "  %s: loss %.6g, rho %.6g, rank position %.4g +- %.2g, "
-                        "alignment %.4g +- %.2g\n", NtkLossTypes[type], (double)pos.loss,
-                        (double)pos.rho, (double)pos.rank_position.value,
-                        (double)pos.rank_position.err, (double)pos.alignment.value,
-                        (double)pos.alignment.err));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD,
+                        "  %s: loss %.6g, rho %.6g, rank position %.4g +- %.2g, "
+                        "alignment %.4g +- %.2g\n",
+                        NtkLossTypes[type], (double)pos.loss, (double)pos.rho,
+                        (double)pos.rank_position.value, (double)pos.rank_position.err,
+                        (double)pos.alignment.value, (double)pos.alignment.err));
   PetscCall(NtkPositionReset(&pos));
   PetscCall(PetscFree2(v, w));
   PetscCall(VecScatterDestroy(&sc));
@@ -290,9 +304,10 @@ int main(int argc, char **argv)
   PetscCall(PetscArraycpy(Kcopy, K, n * n));
   PetscCall(Eigenvalues(n, Kcopy, lam));
   PetscCall(NtkOpTrace(op, &T));
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "n = %" PetscInt_FMT ", P = %" PetscInt_FMT
-                        ", Tr K = %.10g, lambda in [%.4g, %.4g]\n", n, P, (double)T,
-                        (double)lam[0], (double)lam[n - 1]));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD,
+                        "n = %" PetscInt_FMT ", P = %" PetscInt_FMT
+                        ", Tr K = %.10g, lambda in [%.4g, %.4g]\n",
+                        n, P, (double)T, (double)lam[0], (double)lam[n - 1]));
   PetscCall(NtkEstimatorCreate(op, &est));
   PetscCall(NtkEstimatorSetUp(est));
   if (traces) PetscCall(CheckTraces(est, T, calib));

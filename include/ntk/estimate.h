@@ -67,7 +67,8 @@ PETSC_EXTERN PetscErrorCode NtkEstimatorGetReorthogonalization(NtkEstimator, Ntk
 /* Deflate the k largest eigenpairs (computed by `steps` Lanczos steps, 0: 2k+20) from SLQ;
    the getter also returns the worst relative residual of the pairs last computed. */
 PETSC_EXTERN PetscErrorCode NtkEstimatorSetDeflation(NtkEstimator, PetscInt, PetscInt);
-PETSC_EXTERN PetscErrorCode NtkEstimatorGetDeflation(NtkEstimator, PetscInt *, PetscInt *, PetscReal *);
+PETSC_EXTERN PetscErrorCode NtkEstimatorGetDeflation(NtkEstimator, PetscInt *, PetscInt *,
+                                                     PetscReal *);
 /* Ritz values below zero_tol * lambda_max * n count as the near-zero cluster */
 PETSC_EXTERN PetscErrorCode NtkEstimatorSetZeroTolerance(NtkEstimator, PetscReal);
 PETSC_EXTERN PetscErrorCode NtkEstimatorGetZeroTolerance(NtkEstimator, PetscReal *);
@@ -89,7 +90,8 @@ PETSC_EXTERN PetscErrorCode NtkEstimatorTrace(NtkEstimator, NtkEstimate *);
 PETSC_EXTERN PetscErrorCode NtkEstimatorSLQ(NtkEstimator, const NtkEstimate *, NtkEstimate *,
                                             NtkEstimate *, NtkEstimate *);
 /* After NtkEstimatorSLQ: S / ln n, the near-zero mass fraction, and #{lambda >= x} / n. */
-PETSC_EXTERN PetscErrorCode NtkEstimatorGetEntropyNormalized(NtkEstimator, PetscReal *, PetscReal *);
+PETSC_EXTERN PetscErrorCode NtkEstimatorGetEntropyNormalized(NtkEstimator, PetscReal *,
+                                                             PetscReal *);
 PETSC_EXTERN PetscErrorCode NtkEstimatorGetNearZeroMass(NtkEstimator, PetscReal *, PetscReal *);
 PETSC_EXTERN PetscErrorCode NtkEstimatorCountAbove(NtkEstimator, PetscReal, PetscReal *,
                                                    PetscReal *);
@@ -107,14 +109,14 @@ PETSC_EXTERN PetscErrorCode NtkLanczosQuadrature(NtkOp, Vec, PetscInt, PetscReal
 /* Spectral position of the loss gradient g = dL/dF (DESIGN.md section 1). */
 typedef struct {
   NtkLossType loss_type;
-  PetscReal   loss, accuracy;        /* accuracy < 0 when there are no labels */
-  PetscReal   residual_norm_sq;      /* |g|^2 */
-  PetscReal   grad_norm_sq;          /* g^T K g = scale |J^T g|^2 = |grad_theta L|^2 (scale 1) */
-  PetscReal   trace;                 /* exact Tr K */
-  PetscReal   rho, mu;               /* g^T K g / (|g|^2 Tr K), g^T K g / |g|^2 */
-  NtkEstimate rank_position;         /* #{lambda_k >= mu} / n from SLQ */
-  NtkEstimate frobenius, alignment;  /* |K|_F by SLQ, g^T K g / (|K|_F |g|^2) */
-  PetscInt    nnodes;                /* residual's spectral measure: nodes and weights */
+  PetscReal   loss, accuracy;       /* accuracy < 0 when there are no labels */
+  PetscReal   residual_norm_sq;     /* |g|^2 */
+  PetscReal   grad_norm_sq;         /* g^T K g = scale |J^T g|^2 = |grad_theta L|^2 (scale 1) */
+  PetscReal   trace;                /* exact Tr K */
+  PetscReal   rho, mu;              /* g^T K g / (|g|^2 Tr K), g^T K g / |g|^2 */
+  NtkEstimate rank_position;        /* #{lambda_k >= mu} / n from SLQ */
+  NtkEstimate frobenius, alignment; /* |K|_F by SLQ, g^T K g / (|K|_F |g|^2) */
+  PetscInt    nnodes;               /* residual's spectral measure: nodes and weights */
   PetscReal  *nodes, *weights;
 } NtkPosition;
 

@@ -22,7 +22,7 @@ PetscErrorCode NtkEstimatorDeflate(NtkEstimator e)
   if (e->Y) PetscCall(VecDestroyVecs(e->nd, &e->Y));
   PetscCall(PetscFree(e->ylam));
   e->nd = e->ymatvecs = 0;
-  e->yres = 0;
+  e->yres             = 0;
   if (e->deflate == 0) PetscFunctionReturn(PETSC_SUCCESS);
   m = e->deflate_steps > 0 ? e->deflate_steps : 2 * e->deflate + 20;
   m = PetscMin(m, e->n);
@@ -51,8 +51,10 @@ PetscErrorCode NtkEstimatorDeflate(NtkEstimator e)
     e->yres    = PetscMax(e->yres, beta[mm - 1] * PetscAbsReal(Z[c * mm + mm - 1]) / theta[mm - 1]);
   }
   e->nd = k;
-  PetscCall(PetscInfo(NULL, "deflated %" PetscInt_FMT " eigenpairs in %" PetscInt_FMT
-                      " products, worst relative residual %g\n", k, mm, (double)e->yres));
+  PetscCall(PetscInfo(NULL,
+                      "deflated %" PetscInt_FMT " eigenpairs in %" PetscInt_FMT
+                      " products, worst relative residual %g\n",
+                      k, mm, (double)e->yres));
   PetscCall(PetscFree4(alpha, beta, theta, Z));
   PetscCall(VecDestroyVecs(m + 1, &V));
   PetscCall(VecDestroy(&z));

@@ -33,7 +33,7 @@ static PetscErrorCode Evaluate(NtkEstimator e, PetscReal t, PetscReal *d, PetscR
 static PetscErrorCode Format(NtkEstimator e, char **text, size_t *len)
 {
   PetscReal lo = PETSC_MAX_REAL, hi = -PETSC_MAX_REAL;
-  size_t    cap, used = 0, n;
+  size_t    cap, used               = 0, n;
   PetscInt  np = e->density_points;
 
   PetscFunctionBegin;

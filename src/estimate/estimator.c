@@ -10,10 +10,11 @@
 */
 #include "estimpl.h"
 
-const char *const NtkTraceMethods[] = {"exact", "hutchinson", "hutchpp", "onesided",
+const char *const NtkTraceMethods[] = {"exact",          "hutchinson", "hutchpp", "onesided",
                                        "NtkTraceMethod", "NTK_TRACE_", NULL};
-const char *const NtkProbeTypes[]   = {"rademacher", "gaussian", "NtkProbeType", "NTK_PROBE_", NULL};
-const char *const NtkReorthTypes[]  = {"full", "none", "local", "NtkReorthType", "NTK_REORTH_", NULL};
+const char *const NtkProbeTypes[]  = {"rademacher", "gaussian", "NtkProbeType", "NTK_PROBE_", NULL};
+const char *const NtkReorthTypes[] = {"full",          "none",        "local",
+                                      "NtkReorthType", "NTK_REORTH_", NULL};
 
 PetscLogEvent NTK_EstimateTrace, NTK_EstimateSLQ, NTK_EstimatePosition;
 
@@ -51,18 +52,18 @@ PetscErrorCode NtkEstimatorCreate(NtkOp op, NtkEstimator *est)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-#define NTK_SETGET(Name, field, type) \
-  PetscErrorCode NtkEstimatorSet##Name(NtkEstimator e, type v) \
-  { \
-    PetscFunctionBegin; \
-    e->field = v; \
-    PetscFunctionReturn(PETSC_SUCCESS); \
-  } \
-  PetscErrorCode NtkEstimatorGet##Name(NtkEstimator e, type *v) \
-  { \
-    PetscFunctionBegin; \
-    *v = e->field; \
-    PetscFunctionReturn(PETSC_SUCCESS); \
+#define NTK_SETGET(Name, field, type)                                                              \
+  PetscErrorCode NtkEstimatorSet##Name(NtkEstimator e, type v)                                     \
+  {                                                                                                \
+    PetscFunctionBegin;                                                                            \
+    e->field = v;                                                                                  \
+    PetscFunctionReturn(PETSC_SUCCESS);                                                            \
+  }                                                                                                \
+  PetscErrorCode NtkEstimatorGet##Name(NtkEstimator e, type *v)                                    \
+  {                                                                                                \
+    PetscFunctionBegin;                                                                            \
+    *v = e->field;                                                                                 \
+    PetscFunctionReturn(PETSC_SUCCESS);                                                            \
   }
 
 NTK_SETGET(TraceMethod, trace_method, NtkTraceMethod)
@@ -83,7 +84,8 @@ PetscErrorCode NtkEstimatorSetDeflation(NtkEstimator e, PetscInt k, PetscInt ste
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-PetscErrorCode NtkEstimatorGetDeflation(NtkEstimator e, PetscInt *k, PetscInt *steps, PetscReal *res)
+PetscErrorCode NtkEstimatorGetDeflation(NtkEstimator e, PetscInt *k, PetscInt *steps,
+                                        PetscReal *res)
 {
   PetscFunctionBegin;
   if (k) *k = e->deflate;
@@ -123,38 +125,48 @@ PetscErrorCode NtkEstimatorSetFromOptions(NtkEstimator e)
   iseed = (PetscInt)seed;
   PetscOptionsBegin(e->comm, NULL, "Stochastic estimator options", "NtkEstimator");
   PetscCall(PetscOptionsEnum("-ntk_estimate_trace", "Trace method", "NtkEstimatorSetTraceMethod",
-                             NtkTraceMethods, (PetscEnum)e->trace_method, (PetscEnum *)&e->trace_method,
-                             NULL));
-  PetscCall(PetscOptionsEnum("-ntk_estimate_probe", "Probe distribution", "NtkEstimatorSetProbeType",
-                             NtkProbeTypes, (PetscEnum)e->probe, (PetscEnum *)&e->probe, NULL));
-  PetscCall(PetscOptionsInt("-ntk_estimate_seed", "Seed of the probe streams", "NtkEstimatorSetSeed",
-                            iseed, &iseed, NULL));
-  PetscCall(PetscOptionsInt("-ntk_estimate_matvecs", "Budget of operator products per estimated "
-                            "quantity (-1: use -ntk_estimate_probes)", "NtkEstimatorSetMatvecs",
-                            e->matvecs, &e->matvecs, NULL));
-  PetscCall(PetscOptionsReal("-ntk_estimate_rtol", "Stop adding probes when stderr <= rtol |value| "
-                             "(0: off)", "NtkEstimatorSetRtol", e->rtol, &e->rtol, NULL));
+                             NtkTraceMethods, (PetscEnum)e->trace_method,
+                             (PetscEnum *)&e->trace_method, NULL));
+  PetscCall(PetscOptionsEnum("-ntk_estimate_probe", "Probe distribution",
+                             "NtkEstimatorSetProbeType", NtkProbeTypes, (PetscEnum)e->probe,
+                             (PetscEnum *)&e->probe, NULL));
+  PetscCall(PetscOptionsInt("-ntk_estimate_seed", "Seed of the probe streams",
+                            "NtkEstimatorSetSeed", iseed, &iseed, NULL));
+  PetscCall(PetscOptionsInt("-ntk_estimate_matvecs",
+                            "Budget of operator products per estimated "
+                            "quantity (-1: use -ntk_estimate_probes)",
+                            "NtkEstimatorSetMatvecs", e->matvecs, &e->matvecs, NULL));
+  PetscCall(PetscOptionsReal("-ntk_estimate_rtol",
+                             "Stop adding probes when stderr <= rtol |value| "
+                             "(0: off)",
+                             "NtkEstimatorSetRtol", e->rtol, &e->rtol, NULL));
   PetscCall(PetscOptionsInt("-ntk_estimate_probes", "Probes per estimate without a budget",
                             "NtkEstimatorSetProbes", e->probes, &e->probes, NULL));
   PetscCall(PetscOptionsInt("-ntk_estimate_lanczos_steps", "Lanczos steps per SLQ probe",
                             "NtkEstimatorSetLanczosSteps", e->steps, &e->steps, NULL));
-  PetscCall(PetscOptionsInt("-ntk_estimate_deflate", "Leading eigenpairs deflated from the SLQ "
-                            "probes", "NtkEstimatorSetDeflation", e->deflate, &e->deflate, NULL));
-  PetscCall(PetscOptionsInt("-ntk_estimate_deflate_steps", "Lanczos steps computing them (0: 2k+20)",
-                            "NtkEstimatorSetDeflation", e->deflate_steps, &e->deflate_steps, NULL));
+  PetscCall(PetscOptionsInt("-ntk_estimate_deflate",
+                            "Leading eigenpairs deflated from the SLQ "
+                            "probes",
+                            "NtkEstimatorSetDeflation", e->deflate, &e->deflate, NULL));
+  PetscCall(PetscOptionsInt("-ntk_estimate_deflate_steps",
+                            "Lanczos steps computing them (0: 2k+20)", "NtkEstimatorSetDeflation",
+                            e->deflate_steps, &e->deflate_steps, NULL));
   PetscCall(PetscOptionsEnum("-ntk_estimate_reorthogonalization", "Lanczos reorthogonalisation",
                              "NtkEstimatorSetReorthogonalization", NtkReorthTypes,
                              (PetscEnum)e->reorth, (PetscEnum *)&e->reorth, NULL));
-  PetscCall(PetscOptionsReal("-ntk_estimate_zero_tol", "Ritz values below zero_tol lambda_max n are "
-                             "the near-zero cluster", "NtkEstimatorSetZeroTolerance", e->zero_tol,
-                             &e->zero_tol, NULL));
+  PetscCall(PetscOptionsReal("-ntk_estimate_zero_tol",
+                             "Ritz values below zero_tol lambda_max n are "
+                             "the near-zero cluster",
+                             "NtkEstimatorSetZeroTolerance", e->zero_tol, &e->zero_tol, NULL));
   PetscCall(PetscOptionsString("-ntk_estimate_density", "Write the SLQ density to this CSV file",
                                "NtkEstimatorSetDensityFile", e->density, e->density,
                                sizeof(e->density), NULL));
   PetscCall(PetscOptionsInt("-ntk_estimate_density_points", "Grid points of the density", "",
                             e->density_points, &e->density_points, NULL));
-  PetscCall(PetscOptionsReal("-ntk_estimate_density_sigma", "Gaussian width of the density, in "
-                             "decades of lambda", "", e->density_sigma, &e->density_sigma, NULL));
+  PetscCall(PetscOptionsReal("-ntk_estimate_density_sigma",
+                             "Gaussian width of the density, in "
+                             "decades of lambda",
+                             "", e->density_sigma, &e->density_sigma, NULL));
   PetscOptionsEnd();
   e->seed = iseed;
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -175,12 +187,14 @@ PetscErrorCode NtkEstimatorSetUp(NtkEstimator e)
              e->matvecs);
   PetscCheck(e->deflate >= 0 && e->deflate_steps >= 0, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "-ntk_estimate_deflate %" PetscInt_FMT ", -ntk_estimate_deflate_steps %" PetscInt_FMT
-             ": must be >= 0", e->deflate, e->deflate_steps);
+             ": must be >= 0",
+             e->deflate, e->deflate_steps);
   PetscCheck(e->zero_tol >= 0, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "-ntk_estimate_zero_tol %g: must be >= 0", (double)e->zero_tol);
   PetscCheck(e->density_points >= 2 && e->density_sigma > 0, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "-ntk_estimate_density_points %" PetscInt_FMT " (>= 2) and -ntk_estimate_density_sigma"
-             " %g (> 0) out of range", e->density_points, (double)e->density_sigma);
+             " %g (> 0) out of range",
+             e->density_points, (double)e->density_sigma);
   PetscCall(NtkOpSetUp(e->op));
   PetscCall(NtkOpGetKernelMat(e->op, &e->K));
   PetscCall(MatGetSize(e->K, &e->n, NULL));
@@ -192,16 +206,19 @@ PetscErrorCode NtkEstimatorView(NtkEstimator e, PetscViewer viewer)
 {
   PetscFunctionBegin;
   if (!viewer) PetscCall(PetscViewerASCIIGetStdout(e->comm, &viewer));
-  PetscCall(PetscViewerASCIIPrintf(viewer, "NtkEstimator: trace %s, probes %s, seed %" PetscInt64_FMT
-                                   "\n", NtkTraceMethods[e->trace_method], NtkProbeTypes[e->probe],
-                                   e->seed));
-  PetscCall(PetscViewerASCIIPrintf(viewer, "  budget %" PetscInt_FMT " products per quantity "
-                                   "(-1: %" PetscInt_FMT " probes), rtol %g\n", e->matvecs,
-                                   e->probes, (double)e->rtol));
-  PetscCall(PetscViewerASCIIPrintf(viewer, "  SLQ: %" PetscInt_FMT " Lanczos steps, %s "
-                                   "reorthogonalisation, near-zero below %g lambda_max n, %" PetscInt_FMT
-                                   " leading pairs deflated\n", e->steps, NtkReorthTypes[e->reorth],
-                                   (double)e->zero_tol, e->deflate));
+  PetscCall(PetscViewerASCIIPrintf(
+      viewer, "NtkEstimator: trace %s, probes %s, seed %" PetscInt64_FMT "\n",
+      NtkTraceMethods[e->trace_method], NtkProbeTypes[e->probe], e->seed));
+  PetscCall(PetscViewerASCIIPrintf(viewer,
+                                   "  budget %" PetscInt_FMT " products per quantity "
+                                   "(-1: %" PetscInt_FMT " probes), rtol %g\n",
+                                   e->matvecs, e->probes, (double)e->rtol));
+  PetscCall(
+      PetscViewerASCIIPrintf(viewer,
+                             "  SLQ: %" PetscInt_FMT " Lanczos steps, %s "
+                             "reorthogonalisation, near-zero below %g lambda_max n, %" PetscInt_FMT
+                             " leading pairs deflated\n",
+                             e->steps, NtkReorthTypes[e->reorth], (double)e->zero_tol, e->deflate));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -243,7 +260,7 @@ void NtkMeanErr(PetscInt m, const PetscReal *x, PetscReal *mean, PetscReal *err)
   *err  = m > 1 ? PetscSqrtReal(v / (m - 1) / m) : NAN;
 }
 
-/* Probes allowed: (budget - fixed) / cost with a budget; else the probe count, or the adaptive cap. */
+/* Probes allowed: (budget - fixed) / cost with a budget; else the count, or the adaptive cap. */
 PetscInt NtkEstimatorMaxProbes(NtkEstimator e, PetscInt cost, PetscInt fixed)
 {
   if (e->matvecs >= 0) return PetscMax(1, (e->matvecs - fixed) / cost);

@@ -5,34 +5,34 @@
 
 /* Stream offsets: each estimator draws its probes from its own block of streams. */
 #define NTK_STREAM_HUTCHINSON (PetscInt64)0
-#define NTK_STREAM_SKETCH     ((PetscInt64)1 << 32)
-#define NTK_STREAM_RESIDUAL   ((PetscInt64)2 << 32)
-#define NTK_STREAM_ONESIDED   ((PetscInt64)3 << 32)
-#define NTK_STREAM_SLQ        ((PetscInt64)4 << 32)
-#define NTK_STREAM_DEFLATE    ((PetscInt64)5 << 32)
+#define NTK_STREAM_SKETCH ((PetscInt64)1 << 32)
+#define NTK_STREAM_RESIDUAL ((PetscInt64)2 << 32)
+#define NTK_STREAM_ONESIDED ((PetscInt64)3 << 32)
+#define NTK_STREAM_SLQ ((PetscInt64)4 << 32)
+#define NTK_STREAM_DEFLATE ((PetscInt64)5 << 32)
 /* Probes drawn with -ntk_estimate_rtol when no budget caps them. */
 #define NTK_MAX_ADAPTIVE_PROBES 1000
-#define NTK_MIN_PROBES          4
+#define NTK_MIN_PROBES 4
 
 struct _p_NtkEstimator {
   MPI_Comm              comm;
   NtkOp                 op;
   Mat                   K;
-  PetscInt              n;              /* kernel dimension */
+  PetscInt              n; /* kernel dimension */
   NtkTraceMethod        trace_method;
   NtkProbeType          probe;
   PetscInt64            seed;
-  PetscInt              matvecs;        /* budget per quantity, < 0: none */
+  PetscInt              matvecs; /* budget per quantity, < 0: none */
   PetscReal             rtol;
   PetscInt              probes;
-  PetscInt              steps;          /* Lanczos steps per SLQ probe */
-  PetscInt              deflate;        /* leading eigenpairs removed from the SLQ probes */
-  PetscInt              deflate_steps;  /* Lanczos steps that compute them */
+  PetscInt              steps;         /* Lanczos steps per SLQ probe */
+  PetscInt              deflate;       /* leading eigenpairs removed from the SLQ probes */
+  PetscInt              deflate_steps; /* Lanczos steps that compute them */
   NtkReorthType         reorth;
   PetscReal             zero_tol, breakdown_tol;
   char                  density[PETSC_MAX_PATH_LEN];
   PetscInt              density_points;
-  PetscReal             density_sigma;  /* Gaussian width in decades of lambda */
+  PetscReal             density_sigma; /* Gaussian width in decades of lambda */
   NtkEstimatorMonitorFn monitor;
   void                 *mctx;
   PetscBool             setup;

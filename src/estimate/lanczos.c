@@ -33,8 +33,8 @@ static PetscErrorCode Reorth(Vec w, PetscInt nv, Vec *V, PetscInt passes, PetscS
   alpha[0..mm), beta[0..mm) overwritten (beta[mm-1] is the residual norm of the last step);
   *mm: steps done (= products with K).
 */
-PetscErrorCode NtkLanczos(Mat K, Vec v0, PetscInt m, NtkReorthType reorth, PetscReal tol, PetscInt nd,
-                          Vec *V, PetscReal *alpha, PetscReal *beta, PetscInt *mm)
+PetscErrorCode NtkLanczos(Mat K, Vec v0, PetscInt m, NtkReorthType reorth, PetscReal tol,
+                          PetscInt nd, Vec *V, PetscReal *alpha, PetscReal *beta, PetscInt *mm)
 {
   PetscReal    nrm, tnorm = 0;
   PetscScalar *h, a;
@@ -51,7 +51,8 @@ PetscErrorCode NtkLanczos(Mat K, Vec v0, PetscInt m, NtkReorthType reorth, Petsc
     alpha[j] = PetscRealPart(a);
     PetscCall(VecAXPY(Q[j + 1], -alpha[j], Q[j]));
     if (j > 0) PetscCall(VecAXPY(Q[j + 1], -beta[j - 1], Q[j - 1]));
-    if (reorth == NTK_REORTH_FULL) PetscCall(Reorth(Q[j + 1], nd + j + 1, V, 2, h));
+    if (reorth == NTK_REORTH_FULL)
+      PetscCall(Reorth(Q[j + 1], nd + j + 1, V, 2, h));
     else {
       PetscCall(Reorth(Q[j + 1], nd, V, 1, h));
       if (reorth == NTK_REORTH_LOCAL)
@@ -85,7 +86,7 @@ PetscErrorCode NtkTridiagonalEig(PetscInt m, const PetscReal *alpha, const Petsc
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* Gauss rule of the m x m tridiagonal (alpha, beta): nodes and tau^2 (each length m, overwritten). */
+/* Gauss rule of tridiag(beta, alpha, beta), m x m: nodes and tau^2 (length m, overwritten). */
 PetscErrorCode NtkTridiagonalGauss(PetscInt m, const PetscReal *alpha, const PetscReal *beta,
                                    PetscReal *nodes, PetscReal *tau2)
 {

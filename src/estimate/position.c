@@ -39,8 +39,8 @@ static PetscErrorCode Companions(NtkEstimator est, NtkPosition *pos)
   T.value  = pos->trace;
   T.method = "exact";
   PetscCall(NtkEstimatorSLQ(est, &T, &pos->frobenius, &reff, &S));
-  PetscCall(NtkEstimatorCountAbove(est, pos->mu, &pos->rank_position.value,
-                                   &pos->rank_position.err));
+  PetscCall(
+      NtkEstimatorCountAbove(est, pos->mu, &pos->rank_position.value, &pos->rank_position.err));
   pos->rank_position.method  = "slq";
   pos->rank_position.matvecs = S.matvecs;
   pos->rank_position.probes  = S.probes;
@@ -66,8 +66,10 @@ PetscErrorCode NtkPositionCompute(NtkOp op, NtkLossType type, NtkEstimator est, 
   PetscCall(NtkOpGetJacobian(op, &J));
   PetscCall(PetscObjectGetComm((PetscObject)J, &comm));
   PetscCall(NtkOpGetKernel(op, &v));
-  PetscCheck(v == NTK_KERNEL_FULL, comm, PETSC_ERR_SUP, "the spectral position needs the full "
-             "kernel (-ntk_kernel full): the loss gradient lives in the NC-dimensional output space");
+  PetscCheck(
+      v == NTK_KERNEL_FULL, comm, PETSC_ERR_SUP,
+      "the spectral position needs the full "
+      "kernel (-ntk_kernel full): the loss gradient lives in the NC-dimensional output space");
   PetscCheck(steps >= 1, comm, PETSC_ERR_ARG_OUTOFRANGE,
              "Lanczos steps %" PetscInt_FMT ": must be at least 1", steps);
   PetscCall(PetscLogEventBegin(NTK_EstimatePosition, 0, 0, 0, 0));

@@ -15,7 +15,10 @@
 */
 #include "estimpl.h"
 
-static PetscReal XLogX(PetscReal p) { return p > 0 ? p * PetscLogReal(p) : 0; }
+static PetscReal XLogX(PetscReal p)
+{
+  return p > 0 ? p * PetscLogReal(p) : 0;
+}
 
 /* Per-probe entropy and near-zero share for probe j with the current threshold. */
 static void ProbeEntropy(NtkEstimator e, PetscInt j, PetscReal *s, PetscReal *z0)
@@ -25,8 +28,10 @@ static void ProbeEntropy(NtkEstimator e, PetscInt j, PetscReal *s, PetscReal *z0
   *s  = 0;
   *z0 = 0;
   for (PetscInt k = 0; k < e->nq[j]; k++) {
-    if (th[k] < e->zero_thr) *z0 += w[k] / e->n;
-    else *s -= w[k] * XLogX(th[k] / e->trace_used);
+    if (th[k] < e->zero_thr)
+      *z0 += w[k] / e->n;
+    else
+      *s -= w[k] * XLogX(th[k] / e->trace_used);
   }
 }
 
@@ -39,7 +44,8 @@ static PetscErrorCode Entropy(NtkEstimator e, PetscInt m, NtkEstimate *S)
   PetscCall(PetscMalloc2(m, &s, m, &z));
   e->lmax = 0;
   for (PetscInt j = 0; j < m; j++)
-    for (PetscInt k = 0; k < e->nq[j]; k++) e->lmax = PetscMax(e->lmax, e->nodes[j * e->stride + k]);
+    for (PetscInt k = 0; k < e->nq[j]; k++)
+      e->lmax = PetscMax(e->lmax, e->nodes[j * e->stride + k]);
   e->zero_thr = e->zero_tol * e->lmax * e->n;
   for (PetscInt j = 0; j < m; j++) ProbeEntropy(e, j, &s[j], &z[j]);
   NtkMeanErr(m, s, &S->value, &S->err);
@@ -123,7 +129,7 @@ PetscErrorCode NtkEstimatorSLQ(NtkEstimator e, const NtkEstimate *trace, NtkEsti
   PetscCall(PetscMemzero(fro, sizeof(*fro)));
   PetscCall(NtkEstimatorDeflate(e));
   S->matvecs = e->ymatvecs;
-  maxp = NtkEstimatorMaxProbes(e, e->steps, e->ymatvecs);
+  maxp       = NtkEstimatorMaxProbes(e, e->steps, e->ymatvecs);
   PetscCall(Allocate(e, maxp));
   e->trace_used = trace->value;
   PetscCall(MatCreateVecs(e->K, &z, NULL));

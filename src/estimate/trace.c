@@ -54,7 +54,7 @@ static PetscErrorCode Hutchinson(NtkEstimator e, PetscInt64 s0, PetscInt nq, Vec
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* Orthonormalise the k columns of W in place (classical Gram-Schmidt, twice); drop dependent ones. */
+/* Orthonormalise the k columns of W in place (Gram-Schmidt twice); drop dependent columns. */
 static PetscErrorCode Orthonormalize(PetscInt k, Vec *W, PetscInt *nq)
 {
   PetscScalar *h;
@@ -112,17 +112,18 @@ static PetscErrorCode HutchPP(NtkEstimator e, NtkEstimate *est)
 
 static PetscErrorCode OneSided(NtkEstimator e, NtkEstimate *est)
 {
-  Mat          J;
-  Vec          z;
-  PetscScalar *dth;
-  PetscReal   *x, scale;
-  PetscInt     P, maxp = NtkEstimatorMaxProbes(e, 1, 0);
-  PetscBool    stop = PETSC_FALSE;
+  Mat              J;
+  Vec              z;
+  PetscScalar     *dth;
+  PetscReal       *x, scale;
+  PetscInt         P, maxp = NtkEstimatorMaxProbes(e, 1, 0);
+  PetscBool        stop = PETSC_FALSE;
   NtkKernelVariant v;
 
   PetscFunctionBegin;
   PetscCall(NtkOpGetKernel(e->op, &v));
-  PetscCheck(v == NTK_KERNEL_FULL, e->comm, PETSC_ERR_SUP, "the one-sided trace estimate needs "
+  PetscCheck(v == NTK_KERNEL_FULL, e->comm, PETSC_ERR_SUP,
+             "the one-sided trace estimate needs "
              "the full kernel (-ntk_kernel full); use hutchinson or hutchpp for the averaged one");
   PetscCall(NtkOpGetScale(e->op, &scale));
   PetscCall(NtkOpGetJacobian(e->op, &J));

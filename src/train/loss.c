@@ -19,8 +19,9 @@ PetscErrorCode NtkLossGetFromOptions(MPI_Comm comm, NtkLossType *type)
 }
 
 /* Local loss sum and g rows for n samples: F, Y, G are n x C row-major; G overwritten. */
-static PetscReal LocalLoss(NtkLossType type, PetscInt n, PetscInt C, PetscInt N, const PetscScalar *F,
-                           const PetscReal *Y, const PetscInt *labels, PetscScalar *G)
+static PetscReal LocalLoss(NtkLossType type, PetscInt n, PetscInt C, PetscInt N,
+                           const PetscScalar *F, const PetscReal *Y, const PetscInt *labels,
+                           PetscScalar *G)
 {
   PetscReal sum = 0;
 
@@ -62,9 +63,11 @@ PetscErrorCode NtkLossEvaluate(NtkOp op, NtkLossType type, PetscReal *loss, Vec 
   PetscCall(VecGetLocalSize(g, &nl));
   PetscCheck(nl == n * C, PETSC_COMM_SELF, PETSC_ERR_ARG_SIZ,
              "gradient vector has %" PetscInt_FMT " local rows, expected %" PetscInt_FMT
-             " (the full output space)", nl, n * C);
+             " (the full output space)",
+             nl, n * C);
   PetscCheck(type != NTK_LOSS_XENT || sh->N == 0 || sh->labels || n == 0, PETSC_COMM_SELF,
-             PETSC_ERR_SUP, "-ntk_loss xent needs class labels; these data have regression "
+             PETSC_ERR_SUP,
+             "-ntk_loss xent needs class labels; these data have regression "
              "targets only (use -ntk_loss mse)");
   PetscCall(PetscMalloc1(PetscMax(1, n * C), &F));
   PetscCall(NtkOpGetOutputs(op, g));
