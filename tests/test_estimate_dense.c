@@ -279,7 +279,9 @@ int main(int argc, char **argv)
   const NtkDataShard *sh;
   PetscInt            P, n;
   PetscReal           scale, T, srtol = 0.01, *lam;
-  PetscScalar        *K, *Kcopy;
+  PetscScalar        *K = NULL, *Kcopy;
+  char                cache[PETSC_MAX_PATH_LEN] = "";
+  FILE               *f;
   PetscBool           calib = PETSC_FALSE, traces = PETSC_TRUE, position = PETSC_TRUE;
 
   PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
@@ -299,10 +301,25 @@ int main(int argc, char **argv)
   PetscCall(NtkOpGetScale(op, &scale));
   n = sh->N * sh->C;
 
-  PetscCall(DenseKernel(op, sh->rend - sh->rstart, sh->C, P, scale, n, &K));
-  PetscCall(PetscMalloc2(n * n, &Kcopy, n, &lam));
-  PetscCall(PetscArraycpy(Kcopy, K, n * n));
-  PetscCall(Eigenvalues(n, Kcopy, lam));
+  /* -spectrum_cache file: reuse the eigenvalues of an earlier run (then no position checks) */
+  PetscCall(PetscOptionsGetString(NULL, NULL, "-spectrum_cache", cache, sizeof(cache), NULL));
+  PetscCall(PetscMalloc1(n, &lam));
+  if (cache[0] && (f = fopen(cache, "rb"))) {
+    PetscCheck(fread(lam, sizeof(PetscReal), n, f) == (size_t)n, PETSC_COMM_SELF, PETSC_ERR_FILE_READ,
+               "short cache %s", cache);
+    (void)fclose(f);
+    position = PETSC_FALSE;
+  } else {
+    PetscCall(DenseKernel(op, sh->rend - sh->rstart, sh->C, P, scale, n, &K));
+    PetscCall(PetscMalloc1(n * n, &Kcopy));
+    PetscCall(PetscArraycpy(Kcopy, K, n * n));
+    PetscCall(Eigenvalues(n, Kcopy, lam));
+    PetscCall(PetscFree(Kcopy));
+    if (cache[0] && (f = fopen(cache, "wb"))) {
+      (void)fwrite(lam, sizeof(PetscReal), n, f);
+      (void)fclose(f);
+    }
+  }
   PetscCall(NtkOpTrace(op, &T));
   PetscCall(PetscPrintf(PETSC_COMM_WORLD,
                         "n = %" PetscInt_FMT ", P = %" PetscInt_FMT
@@ -317,7 +334,7 @@ int main(int argc, char **argv)
     if (sh->labels) PetscCall(CheckPosition(op, est, NTK_LOSS_XENT, n, K));
   }
   PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%" PetscInt_FMT " failures\n", failures));
-  PetscCall(PetscFree2(Kcopy, lam));
+  PetscCall(PetscFree(lam));
   PetscCall(PetscFree(K));
   PetscCall(NtkEstimatorDestroy(&est));
   PetscCall(NtkOpDestroy(&op));
