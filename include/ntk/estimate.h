@@ -120,7 +120,9 @@ typedef struct {
   PetscReal  *nodes, *weights;
 } NtkPosition;
 
-/* est may be NULL: then rank_position and alignment are left out (value NaN). */
+/* est may be NULL: then rank_position and alignment are left out (value NaN). pos must be
+   zero-initialised before its first use ({0}); each call frees what the previous one allocated,
+   NtkPositionReset frees the rest. */
 PETSC_EXTERN PetscErrorCode NtkPositionCompute(NtkOp, NtkLossType, NtkEstimator, PetscInt,
                                                NtkPosition *);
 PETSC_EXTERN PetscErrorCode NtkPositionReset(NtkPosition *);

@@ -4,6 +4,7 @@
   overflow nor lose the probabilities of the other classes. Sums are local, then one Allreduce.
 */
 #include <ntk/loss.h>
+#include <ntk/sys.h>
 
 const char *const NtkLossTypes[] = {"mse", "xent", "NtkLossType", "NTK_LOSS_", NULL};
 
@@ -65,10 +66,10 @@ PetscErrorCode NtkLossEvaluate(NtkOp op, NtkLossType type, PetscReal *loss, Vec 
              "gradient vector has %" PetscInt_FMT " local rows, expected %" PetscInt_FMT
              " (the full output space)",
              nl, n * C);
-  PetscCheck(type != NTK_LOSS_XENT || sh->N == 0 || sh->labels || n == 0, PETSC_COMM_SELF,
-             PETSC_ERR_SUP,
-             "-ntk_loss xent needs class labels; these data have regression "
-             "targets only (use -ntk_loss mse)");
+  /* a rank without samples has no labels array either: all ranks decide together */
+  PetscCall(NtkCheckAll(comm, type != NTK_LOSS_XENT || sh->labels || n == 0 ? PETSC_TRUE : PETSC_FALSE,
+                        PETSC_ERR_SUP, "-ntk_loss xent needs class labels; these data have "
+                        "regression targets only (use -ntk_loss mse)"));
   PetscCall(PetscMalloc1(PetscMax(1, n * C), &F));
   PetscCall(NtkOpGetOutputs(op, g));
   PetscCall(VecGetArray(g, &G));
