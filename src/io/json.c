@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,17 +52,35 @@ static void SyncFolder(const char path[])
   (void)close(fd);
 }
 
+/*
+  Test hook: NTK_TEST_WRITE_PAUSE=<seconds> stops every atomic write half-way through the temporary
+  file for that long, so that tests/hostile/atomic_kill.py can kill a run in mid-write and check
+  that the target still holds the previous result (or nothing).
+*/
+static unsigned TestWritePause(void)
+{
+  const char *s = getenv("NTK_TEST_WRITE_PAUSE");
+  return s ? (unsigned)strtoul(s, NULL, 10) : 0;
+}
+
 PetscErrorCode NtkWriteFileAtomic(const char path[], const void *data, size_t len)
 {
-  char tmp[PETSC_MAX_PATH_LEN + 32];
-  int  fd, err = 0;
+  char     tmp[PETSC_MAX_PATH_LEN + 32];
+  int      fd, err = 0;
+  unsigned pause = TestWritePause();
+  size_t   half  = pause ? len / 2 : len;
 
   PetscFunctionBegin;
   PetscCall(PetscSNPrintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()));
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
   PetscCheck(fd >= 0, PETSC_COMM_SELF, PETSC_ERR_FILE_OPEN, "cannot write %s: %s", path,
              strerror(errno));
-  err = WriteAll(fd, data, len);
+  err = WriteAll(fd, data, half);
+  if (!err && pause) {
+    (void)fsync(fd);
+    (void)sleep(pause);
+  }
+  if (!err) err = WriteAll(fd, (const char *)data + half, len - half);
   if (!err && fsync(fd)) err = errno;
   if (close(fd) && !err) err = errno;
   if (!err && rename(tmp, path)) err = errno;

@@ -149,6 +149,7 @@ PetscErrorCode NtkOpUpdate(NtkOp op)
     PetscInt nb = PetscMin(op->mb, op->nloc - r0);
     PetscCall(NtkNetForward(op->net, op->work, nb, X + r0 * d, op->F + r0 * op->C));
   }
+  PetscCall(NtkOpCheckOutputs(op));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 

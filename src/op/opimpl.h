@@ -5,6 +5,9 @@
 #include "../net/netimpl.h"
 
 PETSC_INTERN PetscErrorCode NtkOpCreateShells(NtkOp);
+/* NaN/Inf checks (finite.c): outputs after the forward pass; J^T x and y after a product. */
+PETSC_INTERN PetscErrorCode NtkOpCheckOutputs(NtkOp);
+PETSC_INTERN PetscErrorCode NtkOpCheckProduct(NtkOp, Vec, const char[]);
 
 struct _p_NtkOp {
   MPI_Comm            comm;

@@ -90,6 +90,7 @@ static PetscErrorCode MultKernelFull(Mat K, Vec x, Vec y)
   PetscCall(PassJVP(op, op->pbuf, v));
   PetscCall(VecRestoreArrayWrite(y, &v));
   if (op->scale != 1.0) PetscCall(VecScale(y, op->scale));
+  PetscCall(NtkOpCheckProduct(op, y, "kernel product K x"));
   op->nkernel++;
   PetscCall(PetscLogEventEnd(NTK_OpKernelMult, K, x, y, 0));
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -120,6 +121,7 @@ static PetscErrorCode MultKernelAveraged(Mat K, Vec x, Vec y)
   for (PetscInt i = 0; i < op->nloc; i++) v[i] *= op->scale / C;
   PetscCall(VecRestoreArrayWrite(y, &v));
   PetscCall(VecRestoreArrayRead(x, &u));
+  PetscCall(NtkOpCheckProduct(op, y, "averaged kernel product"));
   op->nkernel++;
   PetscCall(PetscLogEventEnd(NTK_OpKernelMult, K, x, y, 0));
   PetscFunctionReturn(PETSC_SUCCESS);
