@@ -37,7 +37,8 @@ static PetscErrorCode Monitor(NtkTrainer tr, PetscInt step, const NtkTrackPoint 
   PetscFunctionBegin;
   if (pt) p->last = *pt, p->have = PETSC_TRUE;
   if (!pt && now - p->tlast < 10) PetscFunctionReturn(PETSC_SUCCESS);
-  if (step > 0 && step < p->steps) FormatSeconds((PetscReal)((now - p->tstart) / step * (p->steps - step)), left, sizeof(left));
+  if (step > 0 && step < p->steps)
+    FormatSeconds((PetscReal)((now - p->tstart) / step * (p->steps - step)), left, sizeof(left));
   if (pt)
     PetscCall(NtkAppPrintf(p->app, "step %6" PetscInt_FMT "/%" PetscInt_FMT "  loss %.4e  test %.4e"
                            "  acc %.3f/%.3f  Tr K %.4e  rho %.4e  left %s\n", step, p->steps,

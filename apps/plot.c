@@ -12,7 +12,8 @@
 /* The best terminal this gnuplot has, or NULL when gnuplot cannot be run. */
 static const char *Terminal(const char **ext)
 {
-  static const char *const term[] = {"pngcairo", "png", "svg"}, *const exts[] = {"png", "png", "svg"};
+  static const char *const term[] = {"pngcairo", "png", "svg"};
+  static const char *const exts[] = {"png", "png", "svg"};
   char cmd[128];
 
   if (system("command -v gnuplot >/dev/null 2>&1")) return NULL;
@@ -27,8 +28,8 @@ static const char *Terminal(const char **ext)
 }
 
 /* Rank 0 part of NtkPlotCurves; returns 0 on success, else a message in msg. */
-static int PlotRoot(const NtkPlot *p, PetscInt n, const char *const csv[], const char *const label[],
-                    char *out, size_t outlen, char *msg, size_t msglen)
+static int PlotRoot(const NtkPlot *p, PetscInt n, const char *const csv[],
+                    const char *const label[], char *out, size_t outlen, char *msg, size_t msglen)
 {
   const char *ext = NULL, *term = Terminal(&ext);
   char        script[PETSC_MAX_PATH_LEN + 16], tmp[PETSC_MAX_PATH_LEN + 16];

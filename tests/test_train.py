@@ -60,7 +60,8 @@ def csv_steps(path):
 
 
 def case_resume(d):
-    args = BASE + ["-ntk_train_steps", "12", "-ntk_train_batch", "16", "-ntk_train_track_every", "3",
+    args = BASE + ["-ntk_train_steps", "12", "-ntk_train_batch", "16",
+                   "-ntk_train_track_every", "3",
                    "-ntk_train_lr", "3e-3"]
     run(args + ["-ntk_output", d + "/full.json"], np=2)
     part = args + ["-ntk_train_checkpoint", d + "/ck", "-ntk_train_csv", d + "/part.csv",
@@ -70,13 +71,15 @@ def case_resume(d):
     run(part, np=2)
     a, b = load(d + "/full.json")["final"], load(d + "/part.json")["final"]
     check(rel(a["train_loss"], b["train_loss"]) <= 1e-10,
-          "resumed final loss %.17g equals uninterrupted %.17g" % (b["train_loss"], a["train_loss"]))
+          "resumed final loss %.17g equals uninterrupted %.17g"
+          % (b["train_loss"], a["train_loss"]))
     steps = csv_steps(d + "/part.csv")
     check(steps == [0, 3, 6, 9, 12], "the resumed CSV has every tracked step once: %s" % steps)
 
 
 def case_signal(d):
-    args = BASE + ["-ntk_train_steps", "400", "-ntk_train_track_every", "1", "-ntk_train_lr", "3e-3"]
+    args = BASE + ["-ntk_train_steps", "400", "-ntk_train_track_every", "1", "-ntk_train_lr",
+                   "3e-3"]
     run(args + ["-ntk_output", d + "/full.json"], np=0)
     part = args + ["-ntk_train_checkpoint", d + "/ck", "-ntk_train_csv", d + "/part.csv",
                    "-ntk_output", d + "/part.json"]
@@ -101,12 +104,14 @@ def case_signal(d):
 
 
 def case_ranks(d):
-    args = BASE + ["-ntk_train_steps", "100", "-ntk_train_track_every", "10", "-ntk_train_batch", "20"]
+    args = BASE + ["-ntk_train_steps", "100", "-ntk_train_track_every", "10",
+                   "-ntk_train_batch", "20"]
     run(args + ["-ntk_output", d + "/1.json"], np=1)
     run(args + ["-ntk_output", d + "/2.json"], np=2)
     s1, s2 = load(d + "/1.json")["series"], load(d + "/2.json")["series"]
     worst = 0.0
-    for key in ["train_loss", "test_loss", "trace", "residual_norm_sq", "grad_norm_sq", "rho", "mu"]:
+    for key in ["train_loss", "test_loss", "trace", "residual_norm_sq", "grad_norm_sq",
+                "rho", "mu"]:
         for a, b in zip(s1[key], s2[key]):
             worst = max(worst, rel(a, b))
     check(s1["step"] == s2["step"] and len(s1["step"]) == 11, "both runs tracked the same steps")
@@ -114,7 +119,8 @@ def case_ranks(d):
 
 
 def case_frozen(d):
-    args = BASE + ["-ntk_train_steps", "60", "-ntk_train_track_every", "10", "-ntk_train_lr", "1e-2"]
+    args = BASE + ["-ntk_train_steps", "60", "-ntk_train_track_every", "10", "-ntk_train_lr",
+                   "1e-2"]
     run(args + ["-ntk_train_frozen", "-ntk_output", d + "/frozen.json"], np=2)
     run(args + ["-ntk_output", d + "/full.json"], np=2)
     fz, fl = load(d + "/frozen.json"), load(d + "/full.json")
@@ -129,7 +135,8 @@ def case_frozen(d):
 
 
 def case_position(d):
-    args = BASE + ["-ntk_train_steps", "40", "-ntk_train_track_every", "20", "-ntk_train_lr", "3e-3"]
+    args = BASE + ["-ntk_train_steps", "40", "-ntk_train_track_every", "20", "-ntk_train_lr",
+                   "3e-3"]
     run(args + ["-ntk_train_checkpoint", d + "/ck", "-ntk_output", d + "/t.json"], np=2)
     t = load(d + "/t.json")
     man = load(d + "/ck/manifest.json")

@@ -57,7 +57,7 @@ int main(int argc, char **argv)
   }
   ref *= scale;
   err = PetscAbsReal(pt.trace - ref) / ref;
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "Tr K_last %.17g, restricted VJPs %.17g, rel. diff %.2e\n",
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "Tr K_last %.17g, restricted VJPs %.17g, diff %.2e\n",
                         (double)pt.trace, (double)ref, (double)err));
   PetscCheck(err <= 100 * PETSC_MACHINE_EPSILON, PETSC_COMM_WORLD, PETSC_ERR_PLIB,
              "last-layer trace differs from the restricted VJPs by %g", (double)err);

@@ -174,7 +174,8 @@ static PetscErrorCode CheckTensor(MPI_Comm comm, const char path[], json_object 
   int64_t      b, e;
 
   PetscFunctionBegin;
-  PetscCheck(json_object_object_get_ex(root, name, &t) && json_object_object_get_ex(t, "dtype", &dt) &&
+  PetscCheck(json_object_object_get_ex(root, name, &t) &&
+               json_object_object_get_ex(t, "dtype", &dt) &&
                json_object_object_get_ex(t, "shape", &sh) &&
                json_object_object_get_ex(t, "data_offsets", &of) &&
                json_object_array_length(sh) == 1 && json_object_array_length(of) == 2,

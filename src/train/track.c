@@ -264,18 +264,21 @@ static json_object *SeriesJSON(NtkTrainer tr)
 {
   json_object *s = json_object_new_object(), *a = json_object_new_array();
 
-  for (PetscInt k = 0; k < tr->nhist; k++) json_object_array_add(a, json_object_new_int64(tr->hist[k].step));
+  for (PetscInt k = 0; k < tr->nhist; k++)
+    json_object_array_add(a, json_object_new_int64(tr->hist[k].step));
   json_object_object_add(s, "step", a);
-#define TRACK_COL(f)                                                                      \
-  a = json_object_new_array();                                                            \
-  for (PetscInt k = 0; k < tr->nhist; k++) json_object_array_add(a, NtkJSONRealOrNull(tr->hist[k].f)); \
+#define TRACK_COL(f)                                                     \
+  a = json_object_new_array();                                           \
+  for (PetscInt k = 0; k < tr->nhist; k++)                               \
+    json_object_array_add(a, NtkJSONRealOrNull(tr->hist[k].f));          \
   json_object_object_add(s, #f, a);
   TRACK_FIELDS(TRACK_COL)
 #undef TRACK_COL
   for (PetscInt j = 0; j < tr->neigs; j++) {
     char name[32];
     a = json_object_new_array();
-    for (PetscInt k = 0; k < tr->nhist; k++) json_object_array_add(a, NtkJSONRealOrNull(tr->hist[k].eigs[j]));
+    for (PetscInt k = 0; k < tr->nhist; k++)
+      json_object_array_add(a, NtkJSONRealOrNull(tr->hist[k].eigs[j]));
     (void)snprintf(name, sizeof(name), "lambda_%d", (int)j + 1);
     json_object_object_add(s, name, a);
   }

@@ -173,7 +173,8 @@ PetscErrorCode NtkTrainerSetFromOptions(NtkTrainer tr)
   PetscCall(PetscOptionsInt("-ntk_train_steps", "Optimiser steps", "NtkTrainerSetSteps",
                             tr->steps, &tr->steps, NULL));
   PetscCall(PetscOptionsEnum("-ntk_train_optimizer", "Optimiser", "NtkTrainerSetOptimizer",
-                             NtkOptimizerTypes, (PetscEnum)tr->otype, (PetscEnum *)&tr->otype, NULL));
+                             NtkOptimizerTypes, (PetscEnum)tr->otype, (PetscEnum *)&tr->otype,
+                             NULL));
   PetscCall(PetscOptionsReal("-ntk_train_lr", "Learning rate", "NtkTrainerSetLearningRate",
                              tr->lr, &tr->lr, NULL));
   PetscCall(PetscOptionsReal("-ntk_train_momentum", "SGD momentum beta", "NtkTrainerSetMomentum",
@@ -303,7 +304,8 @@ PetscErrorCode NtkTrainerSetUp(NtkTrainer tr)
     PetscCall(NtkOpGetJacobian(tr->test, &J));
     PetscCall(MatCreateVecs(J, NULL, &tr->gtest));
   }
-  PetscCall(PetscMalloc3(tr->P, &tr->grad, tr->N, &tr->perm, PetscMax(1, tr->nloc), &tr->inbatch));
+  PetscCall(PetscMalloc3(tr->P, &tr->grad, tr->N, &tr->perm, PetscMax(1, tr->nloc),
+                         &tr->inbatch));
   PetscCall(NtkOptimStateCreate(tr->otype, tr->P, &tr->opt));
   tr->opt.lr = tr->lr, tr->opt.momentum = tr->momentum;
   tr->opt.beta1 = tr->beta1, tr->opt.beta2 = tr->beta2, tr->opt.eps = tr->eps;
