@@ -33,11 +33,15 @@ static PetscErrorCode Gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, PetscInt m, P
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* Z[r, :] += b (B x no, accumulated) */
-static void AddBias(PetscInt B, PetscInt no, const PetscScalar *b, PetscScalar *Z)
+/*
+  Z[r, :] = b (B x no, overwritten). The GEMMs that follow accumulate into Z (beta = 1), so the
+  bias costs one write of Z instead of a separate read-modify-write pass after them.
+*/
+static PetscErrorCode SetRowsToBias(PetscInt B, PetscInt no, const PetscScalar *b, PetscScalar *Z)
 {
-  for (PetscInt r = 0; r < B; r++)
-    for (PetscInt o = 0; o < no; o++) Z[r * no + o] += b[o];
+  PetscFunctionBegin;
+  for (PetscInt r = 0; r < B; r++) PetscCall(PetscArraycpy(Z + r * no, b, no));
+  PetscFunctionReturn(PETSC_SUCCESS);
 }
 
 /* Fill st->A and st->D for st->nb rows of X; write the network outputs to F (B x C) if F. */
@@ -56,8 +60,9 @@ PetscErrorCode NtkNetStateForward(NtkNet net, NtkNetState *st, const PetscScalar
     PetscInt        ni   = ly->in, no = ly->out;
 
     if (!Z) break;
-    PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, Ain, ni, th + ly->woff, ni, 0.0, Z, no));
-    AddBias(B, no, th + ly->boff, Z);
+    PetscCall(SetRowsToBias(B, no, th + ly->boff, Z));
+    PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, Ain, ni, th + ly->woff, ni, 1.0,
+                   Z, no));
     if (l < net->L) PetscCall(NtkActivationApply(net->act, B * no, Z, st->A[l], st->D[l]));
     Ain = Z;
   }
@@ -82,11 +87,11 @@ PetscErrorCode NtkNetStateJVP(NtkNet net, const NtkNetState *st, PetscInt r0, Pe
     const PetscScalar *Ain  = l == 1 ? st->X + r0 * ni : st->A[l - 1] + r0 * ni;
     PetscScalar       *out  = l == net->L ? tF : tZ;
 
-    PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, Ain, ni, tth + ly->woff, ni, 0.0,
+    PetscCall(SetRowsToBias(B, no, tth + ly->boff, out));
+    PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, Ain, ni, tth + ly->woff, ni, 1.0,
                    out, no));
     if (tA) PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, tA, ni, th + ly->woff, ni,
                            1.0, out, no));
-    AddBias(B, no, tth + ly->boff, out);
     if (l < net->L) {
       const PetscScalar *D = st->D[l] + r0 * no;
       for (PetscInt k = 0; k < B * no; k++) out[k] *= D[k];
