@@ -13,7 +13,10 @@
     - the DGEMM rate: cblas_dgemm with n = -bench_dgemm_n on every rank at once, summed over
       ranks, with whatever BLAS threads the environment gives each rank, run right after every
       timed product; fraction_of_dgemm is the median over products of (product GFLOP/s) /
-      (DGEMM GFLOP/s measured next to it), robust to other work on the machine;
+      (DGEMM GFLOP/s measured next to it), robust to slow drifts of other work on the machine;
+      fraction_of_dgemm_cpu is the same ratio with rates per CPU second (getrusage, all threads),
+      which time slices lost to other processes do not dilute (busy-waiting BLAS threads and MPI
+      polling count against the product);
     - peak resident memory (getrusage ru_maxrss) after one product, max over ranks; the DGEMM
       matrices are allocated only after this reading.
   -bench_save FILE writes the model as safetensors so that bench/peer_pytorch.py uses the same
@@ -50,21 +53,44 @@ static PetscErrorCode DgemmCreate(PetscInt n, Dgemm *g)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* Rate of C = A B (n x n) on every rank at once, in GFLOP/s summed over ranks. */
-static PetscErrorCode DgemmRate(Dgemm *g, PetscReal *gflops)
+/* CPU seconds (user + system, all threads) this process has used so far. */
+static PetscErrorCode CpuTime(PetscReal *t)
+{
+  struct rusage ru;
+
+  PetscFunctionBegin;
+  PetscCheck(!getrusage(RUSAGE_SELF, &ru), PETSC_COMM_SELF, PETSC_ERR_SYS, "getrusage failed");
+  *t = (PetscReal)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+       1e-6 * (PetscReal)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/*
+  C = A B (n x n) on every rank at once. gflops[0]: wall-clock rate summed over ranks; gflops[1]:
+  GFLOP per CPU second (all ranks' flops over all ranks' CPU time), which time slices taken by
+  other work on the machine do not dilute.
+*/
+static PetscErrorCode DgemmRate(Dgemm *g, PetscReal gflops[2])
 {
   PetscBLASInt   bn;
+  PetscMPIInt    size;
   PetscLogDouble t0, t1;
+  PetscReal      c0 = 0, c1 = 0, s[2];
 
   PetscFunctionBegin;
   PetscCall(PetscBLASIntCast(g->n, &bn));
   PetscCallMPI(MPI_Barrier(PETSC_COMM_WORLD));
   PetscCall(PetscTime(&t0));
+  PetscCall(CpuTime(&c0));
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bn, bn, bn, 1.0, g->A, bn, g->B, bn, 0.0,
               g->C, bn);
+  PetscCall(CpuTime(&c1));
   PetscCall(PetscTime(&t1));
-  *gflops = 2.0 * g->n * g->n * g->n / (t1 - t0) * 1e-9;
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, gflops, 1, MPIU_REAL, MPIU_SUM, PETSC_COMM_WORLD));
+  s[0] = 2.0 * g->n * g->n * g->n / (t1 - t0) * 1e-9;
+  s[1] = c1 - c0;
+  PetscCallMPI(MPI_Allreduce(s, gflops, 2, MPIU_REAL, MPIU_SUM, PETSC_COMM_WORLD));
+  PetscCallMPI(MPI_Comm_size(PETSC_COMM_WORLD, &size));
+  gflops[1] = size * 2.0 * g->n * g->n * g->n / gflops[1] * 1e-9;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -78,20 +104,24 @@ static PetscErrorCode DgemmDestroy(Dgemm *g)
 /*
   reps products K v, each followed by one DGEMM on every rank, so that each product time has a
   ceiling measured under the same machine load. times[r] is the slowest rank's time of product r,
-  rates[r] the DGEMM rate after it (summed over ranks); flops of one product on this rank.
+  cpu[r] its CPU seconds summed over ranks, rates[2r], rates[2r+1] the DGEMM rates after it (see
+  DgemmRate); flops of one product on this rank.
 */
 static PetscErrorCode TimeProducts(Mat K, Vec v, Vec y, Dgemm *g, PetscInt reps,
-                                   PetscReal times[], PetscReal rates[], PetscLogDouble *flops)
+                                   PetscReal times[], PetscReal cpu[], PetscReal rates[],
+                                   PetscLogDouble *flops)
 {
   PetscLogDouble t0, t1, f0, f1, fsum = 0;
-  PetscReal      tmax;
+  PetscReal      tmax, c0 = 0, c1 = 0;
 
   PetscFunctionBegin;
   for (PetscInt r = 0; r < reps; r++) {
     PetscCall(PetscGetFlops(&f0));
     PetscCallMPI(MPI_Barrier(PETSC_COMM_WORLD));
     PetscCall(PetscTime(&t0));
+    PetscCall(CpuTime(&c0));
     PetscCall(MatMult(K, v, y));
+    PetscCall(CpuTime(&c1));
     PetscCallMPI(MPI_Barrier(PETSC_COMM_WORLD));
     PetscCall(PetscTime(&t1));
     PetscCall(PetscGetFlops(&f1));
@@ -99,8 +129,10 @@ static PetscErrorCode TimeProducts(Mat K, Vec v, Vec y, Dgemm *g, PetscInt reps,
     tmax = (PetscReal)(t1 - t0);
     PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &tmax, 1, MPIU_REAL, MPIU_MAX, PETSC_COMM_WORLD));
     times[r] = tmax;
-    rates[r] = 0;
-    if (g->n) PetscCall(DgemmRate(g, &rates[r]));
+    cpu[r]   = c1 - c0;
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &cpu[r], 1, MPIU_REAL, MPIU_SUM, PETSC_COMM_WORLD));
+    rates[2 * r] = rates[2 * r + 1] = 0;
+    if (g->n) PetscCall(DgemmRate(g, &rates[2 * r]));
   }
   *flops = fsum / reps;
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -146,7 +178,7 @@ int main(int argc, char **argv)
   Vec            v, y;
   Dgemm          g;
   PetscInt       reps = 10, ndgemm = 2000, P, N, C, mb;
-  PetscReal     *times, *rates, *frac, tmed, tbest, rmed, rbest, peak, kvnorm;
+  PetscReal     *times, *cpu, *rates, *frac, *fcpu, *rwall, tmed, tbest, rmed, rbest, peak, kvnorm;
   PetscLogDouble flops, tsetup0, tsetup1;
   PetscMPIInt    size;
   char           save[PETSC_MAX_PATH_LEN] = "";
@@ -192,13 +224,18 @@ int main(int argc, char **argv)
 
   /* the products, interleaved with the ceiling */
   PetscCall(DgemmCreate(ndgemm, &g));
-  PetscCall(PetscMalloc3(reps, &times, reps, &rates, reps, &frac));
-  PetscCall(TimeProducts(K, v, y, &g, reps, times, rates, &flops));
+  PetscCall(PetscMalloc6(reps, &times, reps, &cpu, 2 * reps, &rates, reps, &frac, reps, &fcpu, reps,
+                         &rwall));
+  PetscCall(TimeProducts(K, v, y, &g, reps, times, cpu, rates, &flops));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &flops, 1, MPI_DOUBLE, MPI_SUM, PETSC_COMM_WORLD));
   PetscCall(VecNorm(y, NORM_2, &kvnorm));
-  for (PetscInt r = 0; r < reps; r++) frac[r] = flops / times[r] * 1e-9 / rates[r];
+  for (PetscInt r = 0; r < reps; r++) {
+    frac[r]  = flops / times[r] * 1e-9 / rates[2 * r];
+    fcpu[r]  = flops / cpu[r] * 1e-9 / rates[2 * r + 1];
+    rwall[r] = rates[2 * r];
+  }
   tmed = Median(reps, times), tbest = times[0];
-  rmed = Median(reps, rates), rbest = rates[reps - 1];
+  rmed = Median(reps, rwall), rbest = rwall[reps - 1];
 
   threads = getenv("OPENBLAS_NUM_THREADS");
   if (ndgemm)
@@ -208,13 +245,14 @@ int main(int argc, char **argv)
                         "kproduct N=%" PetscInt_FMT " C=%" PetscInt_FMT " P=%" PetscInt_FMT
                         " ranks=%d blas_threads=%s microbatch=%" PetscInt_FMT " reps=%" PetscInt_FMT
                         " setup_s=%.3f median_s=%.6e best_s=%.6e flops_logged=%.4e flops_8NP=%.4e"
-                        " gflops=%.2f fraction_of_dgemm=%.3f peak_mb=%.1f kv_norm=%.12e\n",
+                        " gflops=%.2f fraction_of_dgemm=%.3f fraction_of_dgemm_cpu=%.3f"
+                        " peak_mb=%.1f kv_norm=%.12e\n",
                         N, C, P, (int)size, threads ? threads : "default", mb, reps,
                         (double)(tsetup1 - tsetup0), (double)tmed, (double)tbest, flops,
                         8.0 * N * P, flops / tmed * 1e-9, ndgemm ? (double)Median(reps, frac) : NAN,
-                        (double)peak, (double)kvnorm));
+                        ndgemm ? (double)Median(reps, fcpu) : NAN, (double)peak, (double)kvnorm));
 
-  PetscCall(PetscFree3(times, rates, frac));
+  PetscCall(PetscFree6(times, cpu, rates, frac, fcpu, rwall));
   PetscCall(DgemmDestroy(&g));
   PetscCall(VecDestroy(&v));
   PetscCall(VecDestroy(&y));
