@@ -21,7 +21,7 @@
 #     supports under srun here; TmpFS is private because PMIx writes there.
 #   - EnforcePartLimits=ALL rejects a job that asks for more CPUs than the node has, instead of
 #     leaving it pending forever; jobcomp/filetxt lets `sacct -c` report finished jobs without
-#     slurmdbd.
+#     slurmdbd; kill_invalid_depend cancels a job whose dependency failed instead of keeping it.
 # Run as root (CI does): SlurmUser and SlurmdUser are root.
 set -eu
 
@@ -88,6 +88,7 @@ JobAcctGatherType=jobacct_gather/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
+SchedulerParameters=kill_invalid_depend
 ReturnToService=2
 SlurmctldTimeout=30
 SlurmdTimeout=60
@@ -167,6 +168,15 @@ start() {
   fi
   mkdir -p "$S"
   chmod 0711 "$S"
+  d=$(cd "$S" && pwd -P)
+  while [ "$d" != / ]; do
+    d=$(dirname "$d")
+    case "$(stat -c %A "$d")" in
+      *x | *t) ;;
+      *) echo "local-slurm.sh: munged needs '$d' (above $S) searchable by all (chmod o+x)" >&2
+         exit 1 ;;
+    esac
+  done
   mkdir -p "$S/munge" "$S/ctld" "$S/spool" "$S/run" "$S/log" "$S/tmp"
   chmod 0755 "$S/munge"
   : >"$S/pids"
