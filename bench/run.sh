@@ -80,6 +80,9 @@ for c in $cases; do
     tp=$(get median_s "$p_line")
     speed=$(awk -v p="$tp" -v s="$(get median_s "$a_line")" 'BEGIN { printf "%.2f", p / s }')
     speed_b=$(awk -v p="$tp" -v s="$(get median_s "$b_line")" 'BEGIN { printf "%.2f", p / s }')
+    speed_cpu=$(awk -v p="$(get cpu_median_s "$p_line")" -v s="$(get cpu_median_s "$a_line")" \
+                'BEGIN { printf "%.2f", p / s }')
+    echo "PyTorch / ntkspec (2x1) in CPU seconds per product: $speed_cpu"
     agree=$(awk -v p="$(get kv_norm "$p_line")" -v s="$(get kv_norm "$a_line")" \
             'BEGIN { d = (p - s) / p; printf "%.1e", d < 0 ? -d : d }')
     echo "|K v| of ntkspec and PyTorch differ by $agree (relative)"
@@ -88,7 +91,8 @@ for c in $cases; do
   fi
   fa=$(get fraction_of_dgemm "$a_line")
   fb=$(get fraction_of_dgemm "$b_line")
-  echo "SUMMARY model=$widths N=$n 2x1: fraction_of_dgemm=$fa speedup_vs_pytorch=$speed" \
+  echo "SUMMARY model=$widths N=$n 2x1: fraction_of_dgemm=$fa" \
+       "fraction_of_dgemm_cpu=$(get fraction_of_dgemm_cpu "$a_line") speedup_vs_pytorch=$speed" \
        "peak_mb=$(get peak_mb "$a_line") | 1x2: fraction_of_dgemm=$fb speedup_vs_pytorch=$speed_b" \
        "peak_mb=$(get peak_mb "$b_line")"
   min_frac=$(awk -v a="$min_frac" -v b="$fa" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }')
