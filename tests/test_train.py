@@ -9,6 +9,8 @@
              loss than feature learning at the same width;
   position   the rho tracked at the last step equals `ntkspec position` on the final checkpoint
              to 1e-10 relative, and the loss falls;
+  linearized the linearised model keeps Tr K constant, starts where the network starts, stays
+             close to it for small steps, and resumes exactly from a checkpoint;
   sweep      the sweep writes a summary row per width, per-width CSV files and the plots.
 
 usage: test_train.py <case> <ntkspec> <mpiexec>. Exit status 0 means the property holds.
@@ -149,6 +151,29 @@ def case_position(d):
           "checkpoint %.17g" % (fin["rho"], p["rho"]))
     check(rel(fin["trace"], p["trace"]) <= 1e-10, "tracked Tr K equals `position`'s")
     check(fin["train_loss"] < t["series"]["train_loss"][0], "the training loss falls")
+
+
+def case_linearized(d):
+    args = BASE + ["-ntk_train_steps", "10", "-ntk_train_track_every", "1",
+                   "-ntk_train_optimizer", "sgd", "-ntk_train_momentum", "0", "-ntk_train_lr", "1e-2"]
+    run(args + ["-ntk_output", d + "/nl.json"], np=2)
+    run(args + ["-ntk_train_linearized", "-ntk_output", d + "/lin.json"], np=2)
+    nl, lin = load(d + "/nl.json")["series"], load(d + "/lin.json")["series"]
+    tr = lin["trace"]
+    check(max(rel(t, tr[0]) for t in tr) <= 1e-12, "the linearised kernel's trace is constant")
+    check(rel(nl["train_loss"][0], lin["train_loss"][0]) <= 1e-14, "both start at the same loss")
+    check(lin["train_loss"][-1] < lin["train_loss"][0], "the linearised loss falls")
+    gap = abs(lin["train_loss"][1] - nl["train_loss"][1])
+    move = abs(nl["train_loss"][1] - nl["train_loss"][0])
+    check(gap <= 1e-2 * move, "after one small step the models differ by %.2e, the loss moved "
+          "%.2e" % (gap, move))
+    part = args + ["-ntk_train_linearized", "-ntk_train_checkpoint", d + "/ck",
+                   "-ntk_output", d + "/part.json"]
+    run(part + ["-ntk_train_stop_after", "4"], np=2, expect=3)
+    run(part, np=2)
+    a, b = load(d + "/lin.json")["final"], load(d + "/part.json")["final"]
+    check(rel(a["train_loss"], b["train_loss"]) <= 1e-10, "linearised resume ends at the same loss")
+    check(rel(a["test_loss"], b["test_loss"]) <= 1e-10, "and at the same test loss")
 
 
 def case_sweep(d):

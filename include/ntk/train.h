@@ -58,6 +58,9 @@ PETSC_EXTERN PetscErrorCode NtkTrainerSetSeed(NtkTrainer, PetscInt);
 PETSC_EXTERN PetscErrorCode NtkTrainerGetSeed(NtkTrainer, PetscInt *);
 PETSC_EXTERN PetscErrorCode NtkTrainerSetFrozen(NtkTrainer, PetscBool);
 PETSC_EXTERN PetscErrorCode NtkTrainerGetFrozen(NtkTrainer, PetscBool *);
+/* Train the linearisation f(theta0) + J(theta0)(theta - theta0) instead (kernel regime). */
+PETSC_EXTERN PetscErrorCode NtkTrainerSetLinearized(NtkTrainer, PetscBool);
+PETSC_EXTERN PetscErrorCode NtkTrainerGetLinearized(NtkTrainer, PetscBool *);
 /* Track every k steps (k > 0), or at `npoints` log-spaced steps when npoints > 0. */
 PETSC_EXTERN PetscErrorCode NtkTrainerSetTracking(NtkTrainer, PetscInt, PetscInt);
 PETSC_EXTERN PetscErrorCode NtkTrainerGetTracking(NtkTrainer, PetscInt *, PetscInt *);

@@ -66,7 +66,9 @@ PetscErrorCode NtkTrainerCheckpointWrite(NtkTrainer tr)
   PetscCall(EnsureFolder(tr));
   PetscCall(CheckpointPath(tr, "model", tr->step, mpath, sizeof(mpath), mname, sizeof(mname)));
   PetscCall(CheckpointPath(tr, "optim", tr->step, opath, sizeof(opath), oname, sizeof(oname)));
+  if (tr->linearized) PetscCall(NtkTrainerLinearSwap(tr, PETSC_TRUE));
   PetscCall(NtkNetSaveSafetensors(tr->net, mpath));
+  if (tr->linearized) PetscCall(NtkTrainerLinearSwap(tr, PETSC_FALSE));
   PetscCall(NtkOptimStateSave(tr->comm, &tr->opt, opath));
 
   json_object_object_add(doc, "format", json_object_new_string(MANIFEST_FORMAT));
@@ -80,6 +82,7 @@ PetscErrorCode NtkTrainerCheckpointWrite(NtkTrainer tr)
   json_object_object_add(doc, "batch", json_object_new_int64(tr->batch));
   json_object_object_add(doc, "seed", json_object_new_int64(tr->seed));
   json_object_object_add(doc, "frozen", json_object_new_boolean(tr->frozen));
+  json_object_object_add(doc, "linearized", json_object_new_boolean(tr->linearized));
   for (PetscInt k = 0; k < tr->nhist; k++)
     json_object_array_add(hist, NtkTrackPointJSON(&tr->hist[k], tr->neigs));
   json_object_object_add(doc, "history", hist);
@@ -198,6 +201,7 @@ PetscErrorCode NtkTrainerCheckpointRead(NtkTrainer tr, PetscBool *found)
   PetscCall(ExpectInt(tr, doc, "batch", tr->batch, "-ntk_train_batch"));
   PetscCall(ExpectInt(tr, doc, "seed", tr->seed, "-ntk_train_seed"));
   PetscCall(ExpectInt(tr, doc, "frozen", tr->frozen, "-ntk_train_frozen"));
+  PetscCall(ExpectInt(tr, doc, "linearized", tr->linearized, "-ntk_train_linearized"));
   PetscCheck(json_object_object_get_ex(doc, "step", &v), tr->comm, PETSC_ERR_FILE_UNEXPECTED,
              "%s has no step", man);
   tr->step = (PetscInt)json_object_get_int64(v);

@@ -132,7 +132,7 @@ PetscErrorCode NtkTrainerTrack(NtkTrainer tr, NtkTrackPoint *pt)
   pt->rho              = pt->mu / pt->trace;
 
   if (tr->test) {
-    PetscCall(NtkOpUpdate(tr->test));
+    if (!tr->linearized) PetscCall(NtkOpUpdate(tr->test));
     PetscCall(NtkLossEvaluate(tr->test, tr->loss, &pt->test_loss, tr->gtest));
     if (tr->test_labels) PetscCall(NtkLossAccuracy(tr->test, &pt->test_acc));
   }
@@ -303,6 +303,7 @@ PetscErrorCode NtkTrainerDescribe(NtkTrainer tr, json_object **doc)
   json_object_object_add(opt, "batch", json_object_new_int64(tr->batch));
   json_object_object_add(opt, "seed", json_object_new_int64(tr->seed));
   json_object_object_add(opt, "frozen", json_object_new_boolean(tr->frozen));
+  json_object_object_add(opt, "linearized", json_object_new_boolean(tr->linearized));
   json_object_object_add(opt, "track_every", json_object_new_int64(tr->track_every));
   json_object_object_add(opt, "track_log", json_object_new_int64(tr->track_log));
   json_object_object_add(opt, "checkpoint", json_object_new_string(tr->ckdir));

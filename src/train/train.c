@@ -85,6 +85,7 @@ NTK_TRAINER_ACCESSORS(Momentum, PetscReal, momentum)
 NTK_TRAINER_ACCESSORS(Batch, PetscInt, batch)
 NTK_TRAINER_ACCESSORS(Seed, PetscInt, seed)
 NTK_TRAINER_ACCESSORS(Frozen, PetscBool, frozen)
+NTK_TRAINER_ACCESSORS(Linearized, PetscBool, linearized)
 NTK_TRAINER_ACCESSORS(TrackEigenvalues, PetscInt, neigs)
 NTK_TRAINER_ACCESSORS(StopAfter, PetscInt, stop_after)
 
@@ -188,6 +189,9 @@ PetscErrorCode NtkTrainerSetFromOptions(NtkTrainer tr)
                             tr->seed, &tr->seed, NULL));
   PetscCall(PetscOptionsBool("-ntk_train_frozen", "Train the last layer only (random features)",
                              "NtkTrainerSetFrozen", tr->frozen, &tr->frozen, NULL));
+  PetscCall(PetscOptionsBool("-ntk_train_linearized", "Train the linearisation around the initial "
+                             "parameters (kernel regime)", "NtkTrainerSetLinearized",
+                             tr->linearized, &tr->linearized, NULL));
   PetscCall(PetscOptionsInt("-ntk_train_track_every", "Track every k steps (0: off)",
                             "NtkTrainerSetTracking", every, &every, NULL));
   PetscCall(PetscOptionsInt("-ntk_train_track_log", "Track at this many log-spaced steps (0: off)",
@@ -311,8 +315,11 @@ PetscErrorCode NtkTrainerSetUp(NtkTrainer tr)
   tr->opt.beta1 = tr->beta1, tr->opt.beta2 = tr->beta2, tr->opt.eps = tr->eps;
 
   /* resume from the checkpoint folder when it holds a checkpoint and resuming is not refused */
+  if (tr->linearized) PetscCall(NtkTrainerLinearSetUp(tr));
   if (tr->ckdir[0] && tr->resume) PetscCall(NtkTrainerCheckpointRead(tr, &found));
-  if (found) PetscCall(NtkOpUpdate(tr->op));
+  if (found && tr->linearized) PetscCall(NtkTrainerLinearSwap(tr, PETSC_FALSE));
+  else if (found) PetscCall(NtkOpUpdate(tr->op));
+  if (tr->linearized) PetscCall(NtkTrainerLinearUpdate(tr));
   PetscCall(NtkTrainerCSVStart(tr));
   tr->setup = PETSC_TRUE;
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -373,11 +380,16 @@ static PetscErrorCode Step(NtkTrainer tr)
   }
   PetscCall(NtkOpVJPAll(tr->op, tr->g, tr->grad));
   for (PetscInt k = 0; k < tr->first_trained; k++) tr->grad[k] = 0;
-  PetscCall(NtkNetGetParameters(tr->net, &theta));
-  PetscCall(VecGetArray(theta, &th));
-  PetscCall(NtkOptimStep(&tr->opt, tr->grad, th));
-  PetscCall(VecRestoreArray(theta, &th));
-  PetscCall(NtkOpUpdate(tr->op));
+  if (tr->linearized) {
+    PetscCall(NtkOptimStep(&tr->opt, tr->grad, tr->lin_theta));
+    PetscCall(NtkTrainerLinearUpdate(tr));
+  } else {
+    PetscCall(NtkNetGetParameters(tr->net, &theta));
+    PetscCall(VecGetArray(theta, &th));
+    PetscCall(NtkOptimStep(&tr->opt, tr->grad, th));
+    PetscCall(VecRestoreArray(theta, &th));
+    PetscCall(NtkOpUpdate(tr->op));
+  }
   tr->step++;
   PetscCall(PetscLogEventEnd(NTK_TrainStep, 0, 0, 0, 0));
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -477,6 +489,8 @@ PetscErrorCode NtkTrainerView(NtkTrainer tr, PetscViewer viewer)
                                    NtkLossTypes[tr->loss], tr->steps, tr->batch,
                                    tr->batch ? "" : " (full)",
                                    tr->frozen ? ", frozen features (last layer trained)" : ""));
+  if (tr->linearized)
+    PetscCall(PetscViewerASCIIPrintf(viewer, "  linearised around the initial parameters\n"));
   if (tr->resumed_from >= 0)
     PetscCall(PetscViewerASCIIPrintf(viewer, "  resumed from the checkpoint at step %" PetscInt_FMT
                                      " in %s\n", tr->resumed_from, tr->ckdir));
@@ -492,6 +506,7 @@ PetscErrorCode NtkTrainerDestroy(NtkTrainer *trainer)
   PetscCall(VecDestroy(&tr->g));
   PetscCall(VecDestroy(&tr->gtest));
   if (tr->setup) PetscCall(NtkOptimStateDestroy(&tr->opt));
+  if (tr->setup && tr->linearized) PetscCall(NtkTrainerLinearDestroy(tr));
   PetscCall(PetscFree3(tr->grad, tr->perm, tr->inbatch));
   PetscCall(PetscFree(tr->logsteps));
   PetscCall(PetscFree(tr->hist));

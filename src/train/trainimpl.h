@@ -15,7 +15,7 @@ struct _p_NtkTrainer {
   PetscInt            steps, batch, seed, neigs;
   PetscInt            track_every, track_log, *logsteps, nlogsteps;
   PetscInt            ckevery, stop_after;
-  PetscBool           frozen, resume, resume_set, labels, test_labels, slq;
+  PetscBool           frozen, linearized, resume, resume_set, labels, test_labels, slq;
   char                csv[PETSC_MAX_PATH_LEN], ckdir[PETSC_MAX_PATH_LEN];
   NtkTrainerMonitorFn monitor;
   void               *monctx;
@@ -33,11 +33,17 @@ struct _p_NtkTrainer {
   PetscBool           interrupted, setup;
   PetscLogDouble      t0, tsteps;      /* start, seconds spent in steps this run */
   PetscInt            nsteps_run;
+  PetscScalar        *lin_theta, *theta0, *lin_delta; /* linearised mode (src/train/linear.c) */
+  PetscScalar        *F0, *F0test;                    /* outputs at theta0 */
 };
 
 /* Add a point to the history, and to the CSV file when csv is true. */
 PETSC_INTERN PetscErrorCode NtkTrainerTrackAppend(NtkTrainer, const NtkTrackPoint *, PetscBool);
 PETSC_INTERN PetscErrorCode NtkTrainerCSVStart(NtkTrainer);
+PETSC_INTERN PetscErrorCode NtkTrainerLinearSetUp(NtkTrainer);
+PETSC_INTERN PetscErrorCode NtkTrainerLinearUpdate(NtkTrainer);
+PETSC_INTERN PetscErrorCode NtkTrainerLinearSwap(NtkTrainer, PetscBool);
+PETSC_INTERN PetscErrorCode NtkTrainerLinearDestroy(NtkTrainer);
 PETSC_INTERN PetscErrorCode NtkTrainerCheckpointWrite(NtkTrainer);
 PETSC_INTERN PetscErrorCode NtkTrainerCheckpointRead(NtkTrainer, PetscBool *);
 PETSC_INTERN PetscErrorCode NtkTrainerCheckpointExists(NtkTrainer, PetscBool *);
