@@ -155,7 +155,8 @@ def case_position(d):
 
 def case_linearized(d):
     args = BASE + ["-ntk_train_steps", "10", "-ntk_train_track_every", "1",
-                   "-ntk_train_optimizer", "sgd", "-ntk_train_momentum", "0", "-ntk_train_lr", "1e-2"]
+                   "-ntk_train_optimizer", "sgd", "-ntk_train_momentum", "0",
+                   "-ntk_train_lr", "1e-2"]
     run(args + ["-ntk_output", d + "/nl.json"], np=2)
     run(args + ["-ntk_train_linearized", "-ntk_output", d + "/lin.json"], np=2)
     nl, lin = load(d + "/nl.json")["series"], load(d + "/lin.json")["series"]
