@@ -9,7 +9,7 @@
 # bench/peer_pytorch.py (float64, 2 threads) on the model file the first run saved, so both tools
 # use the same weights and data. The fraction of DGEMM uses PETSc's logged flop count of one
 # product (see bench_kproduct.c). --smoke uses a tiny model and skips PyTorch when /usr/bin/python3
-# cannot import torch. The last line is machine-readable:
+# (or $NTK_BENCH_PYTHON) cannot import torch. The last line is machine-readable:
 #   RESULT fraction_of_dgemm=<x> speedup_vs_pytorch=<y> peak_mb=<z>
 # with x and y the smaller of the two models' values (2 ranks x 1 thread) and z the largest peak
 # resident memory of one rank over all runs.
@@ -45,7 +45,7 @@ else
   reps=${reps:-10}
   common="-bench_dgemm_n 2000"
 fi
-python=/usr/bin/python3
+python=${NTK_BENCH_PYTHON:-/usr/bin/python3}
 have_torch=0
 if [ -x "$python" ] && "$python" -c "import torch, functorch" 2>/dev/null; then have_torch=1; fi
 
@@ -67,16 +67,19 @@ for c in $cases; do
   args="$args -ntk_data_samples $n -bench_reps $reps $common"
   echo "== model $widths, $n images"
 
-  a=$(OPENBLAS_NUM_THREADS=1 mpiexec -n 2 "$bench" $args -bench_save "$model" | tee /dev/stderr)
+  a=$(OPENBLAS_NUM_THREADS=1 mpiexec -n 2 "$bench" $args -bench_save "$model")
+  echo "$a"
   a_line=$(echo "$a" | grep '^kproduct')
-  b=$(OPENBLAS_NUM_THREADS=2 mpiexec -n 1 --bind-to none "$bench" $args | tee /dev/stderr)
+  b=$(OPENBLAS_NUM_THREADS=2 mpiexec -n 1 --bind-to none "$bench" $args)
+  echo "$b"
   b_line=$(echo "$b" | grep '^kproduct')
 
   speed=nan
   speed_b=nan
   if [ $have_torch = 1 ]; then
     p_line=$(OMP_NUM_THREADS=2 "$python" "$here/peer_pytorch.py" --model "$model" --samples "$n" \
-             --threads 2 --reps "$reps" | tee /dev/stderr | grep '^peer')
+             --threads 2 --reps "$reps" | grep '^peer')
+    echo "$p_line"
     tp=$(get median_s "$p_line")
     speed=$(awk -v p="$tp" -v s="$(get median_s "$a_line")" 'BEGIN { printf "%.2f", p / s }')
     speed_b=$(awk -v p="$tp" -v s="$(get median_s "$b_line")" 'BEGIN { printf "%.2f", p / s }')
