@@ -4,6 +4,7 @@
 #
 #   scripts/setup-debian.sh          build, run and test dependencies
 #   scripts/setup-debian.sh --torch  also PyTorch, used only to regenerate fixtures and by the benchmark
+#   scripts/setup-debian.sh --fuzz   also clang and its runtime (libFuzzer, sanitisers) for tests/fuzz
 set -eu
 
 pkgs="build-essential pkg-config meson ninja-build
@@ -16,7 +17,8 @@ for arg in "$@"; do
   case "$arg" in
     --torch) pkgs="$pkgs python3-torch" ;;
     --slurm) pkgs="$pkgs slurm-wlm munge" ;;
-    *) echo "setup-debian.sh: unknown argument '$arg' (known: --torch, --slurm)" >&2; exit 2 ;;
+    --fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
+    *) echo "setup-debian.sh: unknown argument '$arg' (known: --torch, --slurm, --fuzz)" >&2; exit 2 ;;
   esac
 done
 
