@@ -25,7 +25,8 @@ args[position]="$small -ntk_loss xent"
 keys[position]="0 <= d['rho'] and 'alignment' in d"
 args[dense]="$small"
 keys[dense]="len(d['eigenvalues']) == 400 and d['trace'] > 0"
-train="-ntk_train_steps 20 -ntk_train_track_every 10 -ntk_train_test_samples 100"
+train="-ntk_train_steps 20 -ntk_train_batch 10 -ntk_train_track_every 10"
+train="$train -ntk_train_test_samples 100"
 args[train]="$small $train"
 keys[train]="d['steps_done'] == 20 and d['final']['train_loss'] > 0"
 
@@ -77,7 +78,7 @@ if [ -n "$sweep_ids" ]; then
   array=$1 summary=$2
   state=$(job_exit "$summary")
   if [ "$state" = "COMPLETED|0:0" ] &&
-    check_json "$NTK_RUNS/sweep-$array/summary.json" \
+    check_json "$NTK_RUNS/sweep-$array/sweep.json" \
       "[r['width'] for r in d['widths']] == [8, 16, 32]" "jobs/sweep-summary.sbatch"; then
     echo "ok: jobs/submit-sweep.sh (array $array, summary $summary)"
   else
