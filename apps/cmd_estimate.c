@@ -11,6 +11,7 @@
 typedef struct {
   NtkApp        *app;
   PetscLogDouble start, last;
+  const char    *what;
 } Progress;
 
 /* At most two lines a second on rank 0: probe j of m, estimate +- stderr, elapsed, time left. */
@@ -21,7 +22,9 @@ static PetscErrorCode Monitor(NtkEstimator e, const char what[], PetscInt j, Pet
   PetscLogDouble now = MPI_Wtime();
 
   PetscFunctionBegin;
-  if (j == 1) p->start = now;
+  /* a new phase started when the previous one last reported */
+  if (what != p->what) p->start = p->last;
+  p->what = what;
   if (now - p->last < 0.5 && j < m) PetscFunctionReturn(PETSC_SUCCESS);
   p->last = now;
   PetscCall(NtkAppPrintf(p->app,
@@ -65,7 +68,8 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm comm)
     PetscFunctionReturn(PETSC_SUCCESS);
   }
   PetscCall(NtkEstimatorSetUp(est));
-  prog.app = &app;
+  prog.app  = &app;
+  prog.last = MPI_Wtime();
   PetscCall(NtkEstimatorSetMonitor(est, Monitor, &prog));
   if (!app.quiet) PetscCall(NtkEstimatorView(est, NULL));
 

@@ -51,6 +51,10 @@ PetscErrorCode NtkEstimatorDeflate(NtkEstimator e)
     e->yres    = PetscMax(e->yres, beta[mm - 1] * PetscAbsReal(Z[c * mm + mm - 1]) / theta[mm - 1]);
   }
   e->nd = k;
+  if (e->monitor && k > 0) {
+    NtkEstimate top = {theta[mm - 1], e->yres * theta[mm - 1], mm, 1, "lanczos"};
+    PetscCall(e->monitor(e, "deflation: largest eigenvalue", mm, mm, &top, e->mctx));
+  }
   PetscCall(PetscInfo(NULL,
                       "deflated %" PetscInt_FMT " eigenpairs in %" PetscInt_FMT
                       " products, worst relative residual %g\n",
