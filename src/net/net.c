@@ -272,7 +272,7 @@ PetscErrorCode NtkNetCheckFinite(NtkNet net)
   PetscFunctionBegin;
   PetscCall(VecGetArrayRead(net->theta, &th));
   for (PetscInt k = 0; k < net->P && bad < 0; k++)
-    if (!PetscIsNormalReal(th[k]) && th[k] != 0) bad = k;
+    if (PetscIsInfOrNanReal(th[k])) bad = k;
   PetscCall(VecRestoreArrayRead(net->theta, &th));
   if (bad >= 0) {
     PetscInt l = 0;
