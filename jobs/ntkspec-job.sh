@@ -1,14 +1,15 @@
+# shellcheck shell=bash
 # Shared by the batch scripts in jobs/ (sourced, not run): find ntkspec and the workflow's
 # options file, make the job's output folder, print the job's metadata and the exact command,
 # then run the command under srun and pass on the signals SLURM sends before a time limit.
 #
 # Submit from the top of the ntkspec checkout (the scripts find everything from
 # $SLURM_SUBMIT_DIR), or point these variables elsewhere:
-#   NTK_REPO     the ntkspec checkout                 (default: $SLURM_SUBMIT_DIR)
-#   NTKSPEC      the ntkspec executable               (default: $NTK_REPO/build/apps/ntkspec)
-#   NTK_RUNS     where the per-job output folders go  (default: $NTK_REPO/runs)
-#   NTK_OPTIONS  the options file                     (default: $NTK_REPO/jobs/options/<workflow>.opts)
-#   NTK_LAUNCH   the parallel launcher                (default: srun --mpi=pmix)
+#   NTK_REPO     the ntkspec checkout          (default: $SLURM_SUBMIT_DIR)
+#   NTKSPEC      the ntkspec executable        (default: $NTK_REPO/build/apps/ntkspec)
+#   NTK_RUNS     where output folders go       (default: $NTK_REPO/runs)
+#   NTK_OPTIONS  the options file              (default: $NTK_REPO/jobs/options/<workflow>.opts)
+#   NTK_LAUNCH   the parallel launcher         (default: srun --mpi=pmix)
 # Arguments given after the script name on the sbatch line are appended to the ntkspec command
 # and override the options file, e.g. `sbatch jobs/spectrum.sbatch -ntk_spectrum_nev 20`.
 #

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the SLURM tests (sourced): a private cluster that is stopped however the test ends,
 # job submission from the checkout, waiting with a time limit, and checks of the results.
 #

@@ -49,7 +49,10 @@ stop_midway() {
 expect_stopped() {
   local id=$1 state
   state=$(job_exit "$id")
-  [ "${state#*|}" = "3:0" ] || { fail "job $id ended $state, not with exit status 3"; show_job "$id"; }
+  if [ "${state#*|}" != "3:0" ]; then
+    fail "job $id ended $state, not with exit status 3"
+    show_job "$id"
+  fi
   [ -f "$T/ck/manifest.json" ] || { fail "job $id left no checkpoint in $T/ck"; show_job "$id"; }
   check_json "$NTK_RUNS/train-$id/train.json" "d['interrupted'] and 0 < d['steps_done'] < $steps" \
     "stopped job $id" || show_job "$id"
