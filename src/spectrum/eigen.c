@@ -35,6 +35,8 @@
 #include <ntk/sys.h>
 #include <slepceps.h>
 #include <slepcsvd.h>
+#include <petscblaslapack.h>
+#include <cblas.h>
 
 const char *const NtkSpectrumSides[]   = {"auto", "output", "parameter", "NtkSpectrumSide",
                                           "NTK_SIDE_", NULL};
@@ -62,11 +64,22 @@ struct _p_NtkSpectrum {
   const char       *phase;
   PetscLogDouble    t0, tlast;
   PetscInt          lastconv;
+  /* parameter side restricted to live parameters (columns of J that are not identically zero) */
+  Mat               Gop;
+  PetscInt          ndead;
+  VecScatter        live;
+  Vec               xfull, gfull;
 };
 
 /* Pairs of one solve: values and unit kernel-space vectors. */
+/*
+  Pairs of one solve: of the nconv converged values, nz lie below the zero threshold thr (tail
+  solves only); the n kept (leading: the first k; tail: the first k above the threshold) get their
+  values and unit kernel-space vectors.
+*/
 typedef struct {
-  PetscInt   n;
+  PetscInt   n, nz, nconv;
+  PetscReal  thr;
   PetscReal *val;
   Vec       *u;
 } Pairs;
@@ -99,7 +112,7 @@ PetscErrorCode NtkSpectrumCreate(NtkOp op, NtkSpectrum *sp)
   s->nev      = 10;
   s->tol      = 1e-10;
   s->max_it   = PETSC_DEFAULT;
-  s->tail_ncv = 512;
+  s->tail_ncv = PETSC_DEFAULT;
   *sp         = s;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -259,7 +272,8 @@ PetscErrorCode NtkSpectrumSetFromOptions(NtkSpectrum sp)
   PetscCall(PetscOptionsEnum("-ntk_spectrum_method", "eps (eigensolver on K or G) or svd (Lanczos "
                              "SVD of J)", "NtkSpectrumSetMethod", NtkSpectrumMethods,
                              (PetscEnum)sp->method, (PetscEnum *)&sp->method, NULL));
-  PetscCall(PetscOptionsInt("-ntk_spectrum_tail_ncv", "Basis size of the tail solve",
+  PetscCall(PetscOptionsInt("-ntk_spectrum_tail_ncv", "Basis size of the tail solve "
+                            "(default: min(dimension, 2048), at most 2 GB per rank)",
                             "NtkSpectrumSetTailNcv", sp->tail_ncv, &sp->tail_ncv, NULL));
   PetscCall(PetscOptionsString("-ntk_spectrum_vectors", "Write the eigenvectors (PETSc binary, "
                                "leading then tail) to this file", "NtkSpectrumSetVectorsFile",
@@ -362,6 +376,52 @@ static PetscErrorCode PairsFree(Pairs *pr)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/*
+  Basis size of the tail solve: as wide as memory allows, since every restart of a Lanczos-type
+  method on an ill-conditioned spectrum discards progress towards its smallest eigenvalues. The
+  automatic size is min(m, 2048), lowered to keep the basis under 2 GB per rank.
+*/
+static PetscErrorCode TailNcv(NtkSpectrum sp, PetscInt m, PetscInt k, PetscInt *ncv)
+{
+  PetscMPIInt size;
+  PetscReal   fit;
+
+  PetscFunctionBegin;
+  PetscCallMPI(MPI_Comm_size(sp->comm, &size));
+  fit  = 2e9 * size / (sizeof(PetscScalar) * (PetscReal)m);
+  *ncv = sp->tail_ncv;
+  if (*ncv == PETSC_DEFAULT) *ncv = (PetscInt)PetscMin(2048.0, fit);
+  *ncv = PetscMin(m, PetscMax(*ncv, 2 * k + 1));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/*
+  Which converged pairs to keep: the first k, after skipping (tail) the nz values below pr->thr.
+  Every converged value is inspected, so a wide basis that converged the whole zero cluster at
+  once needs no second solve.
+*/
+static PetscErrorCode Window(NtkSpectrum sp, EPS eps, SVD svd, PetscInt nconv, PetscInt k,
+                             PetscBool tail, Pairs *pr)
+{
+  PetscReal scale, val;
+  PetscInt  nz = 0;
+
+  PetscFunctionBegin;
+  PetscCall(NtkOpGetScale(sp->op, &scale));
+  for (PetscInt i = 0; tail && i < nconv; i++) {
+    if (eps) PetscCall(EPSGetEigenvalue(eps, i, &val, NULL));
+    else {
+      PetscCall(SVDGetSingularTriplet(svd, i, &val, NULL, NULL));
+      val = scale * val * val;
+    }
+    if (val < pr->thr) nz++;
+  }
+  pr->nz    = nz;
+  pr->nconv = nconv;
+  PetscCall(PairsAlloc(sp, PetscMin(k, nconv - nz), pr));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 /* k eigenpairs of K (output side) or G (parameter side, u = J v / |J v|) by Krylov-Schur. */
 static PetscErrorCode RunEPS(NtkSpectrum sp, PetscBool param, PetscBool tail, PetscInt k,
                              Pairs *pr)
@@ -372,7 +432,7 @@ static PetscErrorCode RunEPS(NtkSpectrum sp, PetscBool param, PetscBool tail, Pe
   PetscInt m, nconv, ncv = PETSC_DEFAULT;
 
   PetscFunctionBegin;
-  if (param) PetscCall(NtkOpGetGramMat(sp->op, &A));
+  if (param) A = sp->Gop;
   else PetscCall(NtkOpGetKernelMat(sp->op, &A));
   PetscCall(NtkOpGetJacobian(sp->op, &J));
   PetscCall(MatGetSize(A, &m, NULL));
@@ -382,7 +442,7 @@ static PetscErrorCode RunEPS(NtkSpectrum sp, PetscBool param, PetscBool tail, Pe
   PetscCall(EPSSetProblemType(eps, EPS_HEP));
   PetscCall(EPSSetType(eps, EPSKRYLOVSCHUR));
   PetscCall(EPSSetWhichEigenpairs(eps, tail ? EPS_SMALLEST_REAL : EPS_LARGEST_REAL));
-  if (tail && sp->tail_ncv != PETSC_DEFAULT) ncv = PetscMin(m, PetscMax(sp->tail_ncv, 2 * k + 1));
+  if (tail) PetscCall(TailNcv(sp, m, k, &ncv));
   PetscCall(EPSSetDimensions(eps, k, ncv, PETSC_DEFAULT));
   PetscCall(EPSSetTolerances(eps, sp->tol, sp->max_it));
   if (tail) PetscCall(EPSSetConvergenceTestFunction(eps, ConvAbsEPS, sp, NULL));
@@ -392,11 +452,17 @@ static PetscErrorCode RunEPS(NtkSpectrum sp, PetscBool param, PetscBool tail, Pe
   PetscCall(EPSGetConverged(eps, &nconv));
   PetscCall(PetscSNPrintf(sp->desc[tail], sizeof(sp->desc[tail]), "eps:krylovschur:%s",
                           param ? "parameter" : "output"));
-  PetscCall(PairsAlloc(sp, PetscMin(nconv, k), pr));
+  PetscCall(Window(sp, eps, NULL, nconv, k, tail, pr));
   PetscCall(MatCreateVecs(A, &x, NULL));
   for (PetscInt i = 0; i < pr->n; i++) {
-    PetscCall(EPSGetEigenpair(eps, i, &pr->val[i], NULL, param ? x : pr->u[i], NULL));
-    if (param) {
+    PetscCall(EPSGetEigenpair(eps, pr->nz + i, &pr->val[i], NULL, param ? x : pr->u[i], NULL));
+    if (param && sp->ndead) {
+      PetscCall(VecSet(sp->xfull, 0.0));
+      PetscCall(VecScatterBegin(sp->live, x, sp->xfull, INSERT_VALUES, SCATTER_REVERSE));
+      PetscCall(VecScatterEnd(sp->live, x, sp->xfull, INSERT_VALUES, SCATTER_REVERSE));
+      PetscCall(MatMult(J, sp->xfull, pr->u[i]));
+      PetscCall(VecNormalize(pr->u[i], NULL));
+    } else if (param) {
       PetscCall(MatMult(J, x, pr->u[i]));
       PetscCall(VecNormalize(pr->u[i], NULL));
     }
@@ -423,8 +489,7 @@ static PetscErrorCode RunSVD(NtkSpectrum sp, PetscBool tail, PetscInt k, Pairs *
   PetscCall(SVDSetOperators(svd, J, NULL));
   PetscCall(SVDSetType(svd, SVDTRLANCZOS));
   PetscCall(SVDSetWhichSingularTriplets(svd, tail ? SVD_SMALLEST : SVD_LARGEST));
-  if (tail && sp->tail_ncv != PETSC_DEFAULT)
-    ncv = PetscMin(PetscMin(m, P), PetscMax(sp->tail_ncv, 2 * k + 1));
+  if (tail) PetscCall(TailNcv(sp, PetscMin(m, P), k, &ncv));
   PetscCall(SVDSetDimensions(svd, k, ncv, PETSC_DEFAULT));
   PetscCall(SVDSetTolerances(svd, sp->tol, sp->max_it));
   if (tail) PetscCall(SVDSetConvergenceTestFunction(svd, ConvAbsSVD, sp, NULL));
@@ -433,12 +498,135 @@ static PetscErrorCode RunSVD(NtkSpectrum sp, PetscBool tail, PetscInt k, Pairs *
   PetscCall(SVDSolve(svd));
   PetscCall(SVDGetConverged(svd, &nconv));
   PetscCall(PetscSNPrintf(sp->desc[tail], sizeof(sp->desc[tail]), "svd:trlanczos:jacobian"));
-  PetscCall(PairsAlloc(sp, PetscMin(nconv, k), pr));
+  PetscCall(Window(sp, NULL, svd, nconv, k, tail, pr));
   for (PetscInt i = 0; i < pr->n; i++) {
-    PetscCall(SVDGetSingularTriplet(svd, i, &sigma, pr->u[i], NULL));
+    PetscCall(SVDGetSingularTriplet(svd, pr->nz + i, &sigma, pr->u[i], NULL));
     pr->val[i] = scale * sigma * sigma;
   }
   PetscCall(SVDDestroy(&svd));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/*
+  Squared column norms of J, diag(J^T J), replicated, from the factors: for the weights
+  s_l^2 sum_i (sum_c dz_{(i,c),o}^2) a_{i,q}^2 (one GEMM per layer), for the biases
+  sum_{i,c} dz_{(i,c),o}^2. Inputs that are zero in every sample (image borders) give exactly
+  zero columns.
+*/
+static PetscErrorCode ColumnNorms(NtkSpectrum sp, PetscInt P, PetscReal *dg)
+{
+  NtkNet              net;
+  NtkData             data;
+  const NtkDataShard *sh;
+  NtkNetFactors       fac;
+  const PetscScalar **A, **DZ;
+  const PetscInt     *w;
+  PetscInt            n, nloc, mb = 256, wmax = 0, C;
+  PetscScalar        *E, *A2;
+
+  PetscFunctionBegin;
+  PetscCall(NtkOpGetNet(sp->op, &net));
+  PetscCall(NtkOpGetData(sp->op, &data));
+  PetscCall(NtkDataGetShard(data, &sh));
+  PetscCall(NtkNetGetWidths(net, &n, &w));
+  for (PetscInt l = 0; l < n; l++) wmax = PetscMax(wmax, w[l]);
+  C    = w[n - 1];
+  nloc = sh->rend - sh->rstart;
+  PetscCall(PetscArrayzero(dg, P));
+  PetscCall(NtkNetFactorsCreate(net, mb, &fac));
+  PetscCall(PetscMalloc2(mb * wmax, &E, mb * wmax, &A2));
+  for (PetscInt i0 = 0; i0 < nloc; i0 += mb) {
+    PetscInt B = PetscMin(mb, nloc - i0);
+    PetscCall(NtkNetFactorsCompute(net, fac, B, sh->X + i0 * sh->d, &A, &DZ));
+    for (PetscInt l = 1; l < n; l++) {
+      const NtkLayer *ly;
+      PetscInt        ni = w[l - 1], no = w[l];
+      PetscBLASInt    bi, bo, bb;
+      PetscCall(NtkNetGetLayer(net, l, &ly));
+      PetscCall(PetscArrayzero(E, B * no));
+      for (PetscInt i = 0; i < B; i++)
+        for (PetscInt c = 0; c < C; c++)
+          for (PetscInt o = 0; o < no; o++) E[i * no + o] += PetscSqr(DZ[l][(i * C + c) * no + o]);
+      for (PetscInt k = 0; k < B * ni; k++) A2[k] = PetscSqr(A[l][k]);
+      /* dg(W_l) += s^2 E^T A2  (no x ni) */
+      PetscCall(PetscBLASIntCast(ni, &bi));
+      PetscCall(PetscBLASIntCast(no, &bo));
+      PetscCall(PetscBLASIntCast(B, &bb));
+      PetscCallBLAS("cblas_dgemm", cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bo, bi, bb,
+                                               ly->scale * ly->scale, E, bo, A2, bi, 1.0,
+                                               dg + ly->woff, bi));
+      for (PetscInt i = 0; i < B; i++)
+        for (PetscInt o = 0; o < no; o++) dg[ly->boff + o] += E[i * no + o];
+    }
+  }
+  PetscCall(PetscFree2(E, A2));
+  PetscCall(NtkNetFactorsDestroy(&fac));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, dg, (PetscMPIInt)P, MPIU_REAL, MPIU_SUM, sp->comm));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* y = E^T G E x, with E the injection of the live parameters into all P. */
+static PetscErrorCode MultLive(Mat A, Vec x, Vec y)
+{
+  NtkSpectrum sp;
+  Mat         G;
+
+  PetscFunctionBegin;
+  PetscCall(MatShellGetContext(A, &sp));
+  PetscCall(NtkOpGetGramMat(sp->op, &G));
+  PetscCall(VecSet(sp->xfull, 0.0));
+  PetscCall(VecScatterBegin(sp->live, x, sp->xfull, INSERT_VALUES, SCATTER_REVERSE));
+  PetscCall(VecScatterEnd(sp->live, x, sp->xfull, INSERT_VALUES, SCATTER_REVERSE));
+  PetscCall(MatMult(G, sp->xfull, sp->gfull));
+  PetscCall(VecScatterBegin(sp->live, sp->gfull, y, INSERT_VALUES, SCATTER_FORWARD));
+  PetscCall(VecScatterEnd(sp->live, sp->gfull, y, INSERT_VALUES, SCATTER_FORWARD));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/*
+  The parameter-side operator. Zero columns of J are exact null directions of G: iterating on
+  them would put a large cluster of zeros under the tail, which Lanczos resolves only slowly, so
+  G is restricted to the live parameters and the dead ones are counted into the null space.
+*/
+static PetscErrorCode SetUpParameterSide(NtkSpectrum sp, PetscInt P)
+{
+  Mat        G;
+  PetscReal *dg;
+  PetscInt  *idx, nlive = 0, lo, hi, k = 0;
+  IS         is;
+  Vec        xl;
+
+  PetscFunctionBegin;
+  PetscCall(NtkOpGetGramMat(sp->op, &G));
+  PetscCall(PetscMalloc1(P, &dg));
+  PetscCall(ColumnNorms(sp, P, dg));
+  for (PetscInt j = 0; j < P; j++) nlive += dg[j] > 0;
+  sp->ndead = P - nlive;
+  if (!sp->ndead) {
+    sp->Gop = G;
+    PetscCall(PetscObjectReference((PetscObject)G));
+    PetscCall(PetscFree(dg));
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
+  PetscCall(VecCreateMPI(sp->comm, PETSC_DECIDE, nlive, &xl));
+  PetscCall(VecGetOwnershipRange(xl, &lo, &hi));
+  PetscCall(PetscMalloc1(PetscMax(1, hi - lo), &idx));
+  for (PetscInt j = 0, r = 0; j < P; j++)
+    if (dg[j] > 0) {
+      if (r >= lo && r < hi) idx[k++] = j;
+      r++;
+    }
+  PetscCall(ISCreateGeneral(PETSC_COMM_SELF, k, idx, PETSC_OWN_POINTER, &is));
+  PetscCall(MatCreateVecs(G, &sp->xfull, &sp->gfull));
+  PetscCall(VecScatterCreate(sp->xfull, is, xl, NULL, &sp->live));
+  PetscCall(ISDestroy(&is));
+  PetscCall(MatCreateShell(sp->comm, hi - lo, hi - lo, nlive, nlive, sp, &sp->Gop));
+  PetscCall(MatShellSetOperation(sp->Gop, MATOP_MULT, (void (*)(void))MultLive));
+  PetscCall(MatSetOption(sp->Gop, MAT_SYMMETRIC, PETSC_TRUE));
+  PetscCall(VecDestroy(&xl));
+  PetscCall(PetscFree(dg));
+  PetscCall(PetscInfo(NULL, "%" PetscInt_FMT " of %" PetscInt_FMT " parameters have zero Jacobian "
+                      "columns\n", sp->ndead, P));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -480,31 +668,28 @@ static PetscErrorCode Run(NtkSpectrum sp, PetscBool param, PetscBool tail, Petsc
 static PetscErrorCode SolveTail(NtkSpectrum sp, PetscBool param, PetscInt NC, PetscInt P,
                                 Pairs *pr)
 {
-  PetscInt  m = param ? P : NC, k = sp->ntail, nz = 0;
-  PetscReal thr;
+  PetscInt m = param ? P - sp->ndead : NC, k = sp->ntail;
 
   PetscFunctionBegin;
   if (sp->method == NTK_SPECTRUM_SVD) m = PetscMin(NC, P);
-  thr = sp->lmax * PetscMax(10 * m * PETSC_MACHINE_EPSILON, sp->tol);
-  for (PetscInt round = 0; round < 4; round++) {
+  pr->thr = sp->lmax * PetscMax(10 * m * PETSC_MACHINE_EPSILON, sp->tol);
+  for (PetscInt round = 0;; round++) {
     PetscCall(Run(sp, param, PETSC_TRUE, PetscMin(k, m), pr));
-    nz = 0;
-    for (PetscInt i = 0; i < pr->n; i++)
-      if (pr->val[i] < thr) nz++;
-    if (pr->n - nz >= sp->ntail || k >= m || pr->n < PetscMin(k, m)) break;
-    PetscCall(PetscInfo(NULL, "tail solve met %" PetscInt_FMT " zero eigenvalues; again\n", nz));
-    k = sp->ntail + 2 * nz;
+    if (pr->n >= sp->ntail || k >= m || pr->nconv < PetscMin(k, m) || round == 3) break;
+    PetscCall(PetscInfo(NULL, "tail solve met %" PetscInt_FMT " zero eigenvalues; again\n", pr->nz));
+    k = PetscMin(m, sp->ntail + 2 * pr->nz + 16);
     PetscCall(PairsFree(pr));
   }
   /* null directions of the operator iterated on, plus the NC - P that G and sigma(J) do not see */
-  sp->nulldim    = nz + ((param || sp->method == NTK_SPECTRUM_SVD) && NC > P ? NC - P : 0);
-  sp->null_known = nz < pr->n || pr->n == m ? PETSC_TRUE : PETSC_FALSE;
-  sp->ntailf     = PetscMin(sp->ntail, pr->n - nz);
+  sp->nulldim = pr->nz + ((param || sp->method == NTK_SPECTRUM_SVD) && NC > P ? NC - P : 0);
+  if (param) sp->nulldim += sp->ndead;
+  sp->null_known = pr->n > 0 || pr->nconv == m ? PETSC_TRUE : PETSC_FALSE;
+  sp->ntailf     = pr->n;
   PetscCall(PetscMalloc2(PetscMax(1, sp->ntailf), &sp->tail, PetscMax(1, sp->ntailf), &sp->utail));
   for (PetscInt i = 0; i < sp->ntailf; i++) {
-    sp->tail[i].value = pr->val[nz + i];
-    PetscCall(VecDuplicate(pr->u[nz + i], &sp->utail[i]));
-    PetscCall(VecCopy(pr->u[nz + i], sp->utail[i]));
+    sp->tail[i].value = pr->val[i];
+    PetscCall(VecDuplicate(pr->u[i], &sp->utail[i]));
+    PetscCall(VecCopy(pr->u[i], sp->utail[i]));
   }
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -558,7 +743,7 @@ static PetscErrorCode WriteVectors(NtkSpectrum sp)
 PetscErrorCode NtkSpectrumSolve(NtkSpectrum sp)
 {
   Mat       J;
-  Pairs     pr;
+  Pairs     pr = {0};
   PetscInt  NC, P, p0, p1, p2, p3;
   PetscReal scale;
   PetscBool param = PETSC_FALSE;
@@ -574,6 +759,7 @@ PetscErrorCode NtkSpectrumSolve(NtkSpectrum sp)
   }
   PetscCall(NtkOpGetScale(sp->op, &scale));
   PetscCall(ChooseSide(sp, NC, P, &param));
+  if (param && sp->method == NTK_SPECTRUM_EPS) PetscCall(SetUpParameterSide(sp, P));
   sp->t0 = sp->tlast = MPI_Wtime();
   PetscCall(Products(sp, &p0));
 
@@ -594,7 +780,7 @@ PetscErrorCode NtkSpectrumSolve(NtkSpectrum sp)
   PetscCall(Products(sp, &p1));
 
   /* tail pairs and the null space */
-  sp->nulldim    = NC > P ? NC - P : 0;
+  sp->nulldim    = (NC > P ? NC - P : 0) + (param ? sp->ndead : 0);
   sp->null_known = PETSC_FALSE;
   if (sp->ntail) {
     PetscCall(SolveTail(sp, param, NC, P, &pr));
@@ -666,6 +852,10 @@ PetscErrorCode NtkSpectrumDestroy(NtkSpectrum *sp)
   for (PetscInt i = 0; i < s->ntailf; i++) PetscCall(VecDestroy(&s->utail[i]));
   if (s->lead) PetscCall(PetscFree2(s->lead, s->ulead));
   if (s->tail) PetscCall(PetscFree2(s->tail, s->utail));
+  PetscCall(MatDestroy(&s->Gop));
+  PetscCall(VecScatterDestroy(&s->live));
+  PetscCall(VecDestroy(&s->xfull));
+  PetscCall(VecDestroy(&s->gfull));
   PetscCall(PetscFree(*sp));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
