@@ -55,7 +55,7 @@ trap 'rm -rf "$tmp"' EXIT
 # value of key k in a line of key=value pairs
 get() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
 
-uptime
+echo "load average (1, 5, 15 min): $(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 min_frac=""
 min_speed=""
 peak=0
