@@ -148,7 +148,7 @@ PetscErrorCode NtkCmdSweep(MPI_Comm comm)
   char         wtext[512] = "32,64,128,256", dir[PETSC_MAX_PATH_LEN] = "sweep";
   char         ckbase[PETSC_MAX_PATH_LEN] = "", ntext[1024] = "784,10";
   PetscInt     widths[SWEEP_MAX], nw, depth = 2, nio, io[NTK_MAX_SWEEP_IO];
-  PetscBool    plots = PETSC_TRUE, interrupted = PETSC_FALSE, quiet = PETSC_FALSE;
+  PetscBool    plots = PETSC_TRUE, interrupted = PETSC_FALSE, quiet = PETSC_FALSE, help;
   SweepRow     rows[SWEEP_MAX];
   json_object *sum = json_object_new_object();
   PetscMPIInt  rank;
@@ -168,6 +168,14 @@ PetscErrorCode NtkCmdSweep(MPI_Comm comm)
                                "", ckbase, ckbase, sizeof(ckbase), NULL));
   PetscCall(PetscOptionsBool("-ntk_quiet", "Print nothing but errors", "", quiet, &quiet, NULL));
   PetscOptionsEnd();
+  PetscCall(PetscOptionsHasHelp(NULL, &help));
+  if (help) { /* list the training options too; nothing to run */
+    json_object *doc;
+    PetscCall(NtkTrainRun(comm, "sweep", &doc, &interrupted));
+    json_object_put(doc);
+    json_object_put(sum);
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
   PetscCall(NtkParseIntList(comm, "-ntk_sweep_widths", wtext, SWEEP_MAX, &nw, widths));
   PetscCall(NtkParseIntList(comm, "-ntk_net_widths", ntext, NTK_MAX_SWEEP_IO, &nio, io));
   PetscCheck(depth >= 1 && depth <= 16, comm, PETSC_ERR_ARG_OUTOFRANGE,

@@ -93,6 +93,44 @@ static PetscErrorCode CreateTestOp(NtkApp *app, NtkData *tdata, NtkOp *top, json
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/* With -help: list every option of the run without loading data or training. */
+static PetscErrorCode ListOptions(MPI_Comm comm)
+{
+  NtkNet      net;
+  NtkData     data;
+  NtkOp       op;
+  NtkTrainer  tr;
+  char        src[PETSC_MAX_PATH_LEN] = "fashion-mnist:test";
+  PetscInt    n = 10000;
+  PetscBool   quiet = PETSC_FALSE;
+  char        out[PETSC_MAX_PATH_LEN] = "";
+
+  PetscFunctionBegin;
+  PetscOptionsBegin(comm, NULL, "ntkspec train (exit status 3: stopped by SIGTERM/SIGUSR1 or "
+                    "-ntk_train_stop_after, checkpoint written: run again to resume)", "");
+  PetscCall(PetscOptionsString("-ntk_output", "Write the results as JSON to this file", "", out,
+                               out, sizeof(out), NULL));
+  PetscCall(PetscOptionsBool("-ntk_quiet", "Print nothing but errors", "", quiet, &quiet, NULL));
+  PetscCall(PetscOptionsString("-ntk_train_test", "Test data evaluated at tracking steps (none: "
+                               "no test set; default fashion-mnist:test when training on "
+                               "fashion-mnist:train)", "", src, src, sizeof(src), NULL));
+  PetscCall(PetscOptionsInt("-ntk_train_test_samples", "Test samples (-1: all)", "", n, &n, NULL));
+  PetscOptionsEnd();
+  PetscCall(NtkNetCreate(comm, &net));
+  PetscCall(NtkNetSetFromOptions(net));
+  PetscCall(NtkDataCreate(comm, &data));
+  PetscCall(NtkDataSetFromOptions(data));
+  PetscCall(NtkOpCreate(net, data, &op));
+  PetscCall(NtkOpSetFromOptions(op));
+  PetscCall(NtkTrainerCreate(op, NULL, &tr));
+  PetscCall(NtkTrainerSetFromOptions(tr));
+  PetscCall(NtkTrainerDestroy(&tr));
+  PetscCall(NtkOpDestroy(&op));
+  PetscCall(NtkDataDestroy(&data));
+  PetscCall(NtkNetDestroy(&net));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 /* One training run with the options in the database; *result (caller owns) is its document. */
 PetscErrorCode NtkTrainRun(MPI_Comm comm, const char command[], json_object **result,
                            PetscBool *interrupted)
@@ -102,9 +140,17 @@ PetscErrorCode NtkTrainRun(MPI_Comm comm, const char command[], json_object **re
   NtkOp        top;
   NtkTrainer   tr;
   Progress     prog = {0};
+  PetscBool    help;
   json_object *doc = json_object_new_object(), *tj, *v;
 
   PetscFunctionBegin;
+  *interrupted = PETSC_FALSE;
+  PetscCall(PetscOptionsHasHelp(NULL, &help));
+  if (help) {
+    PetscCall(ListOptions(comm));
+    *result = doc;
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
   PetscCall(NtkAppCreate(comm, command, &app));
   PetscCall(CreateTestOp(&app, &tdata, &top, doc));
   PetscCall(NtkTrainerCreate(app.op, top, &tr));
