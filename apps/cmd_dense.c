@@ -31,6 +31,7 @@ PetscErrorCode NtkCmdDense(MPI_Comm comm)
   PetscLogDouble     bytes;
   PetscMPIInt        size;
   PetscInt           n, show = 10, seed;
+  PetscBool          help;
   json_object        *doc = json_object_new_object(), *arr = json_object_new_array();
 
   PetscFunctionBegin;
@@ -44,6 +45,12 @@ PetscErrorCode NtkCmdDense(MPI_Comm comm)
                             NULL));
   PetscOptionsEnd();
   PetscCall(NtkAppCreate(comm, "dense", &app));
+  PetscCall(PetscOptionsHasHelp(NULL, &help));
+  if (help) { /* the options are listed; the dense kernel of the default data is large */
+    json_object_put(doc), json_object_put(arr);
+    PetscCall(NtkAppDestroy(&app));
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
   PetscCall(NtkDataGetShard(app.data, &sh));
   PetscCall(NtkOpGetKernel(app.op, &v));
   PetscCallMPI(MPI_Comm_size(comm, &size));

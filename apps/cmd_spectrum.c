@@ -48,6 +48,13 @@ PetscErrorCode NtkCmdSpectrum(MPI_Comm comm)
   PetscCall(NtkSpectrumCreate(app.op, &sp));
   PetscCall(NtkSpectrumSetMonitor(sp, app.quiet ? PETSC_FALSE : PETSC_TRUE));
   PetscCall(NtkSpectrumSetFromOptions(sp));
+  PetscCall(PetscOptionsHasHelp(NULL, &known));
+  if (known) { /* the options are listed; solving on the default data could take long */
+    json_object_put(doc), json_object_put(cost), json_object_put(meth);
+    PetscCall(NtkSpectrumDestroy(&sp));
+    PetscCall(NtkAppDestroy(&app));
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
   PetscCall(NtkSpectrumSolve(sp));
 
   PetscCall(NtkSpectrumGetNev(sp, &nreq));
