@@ -25,15 +25,15 @@ CASES = {
     # NC = 600 < P = 12,730: the output side, full rank
     'full': (['-ntk_data_samples', '60', '-ntk_net_widths', '784,16,10'],
              ['-ntk_spectrum_nev', '10', '-ntk_spectrum_tail', '5']),
-    # NC = 2,000 > P = 1,600: the parameter side, a null space of dimension 400
-    'deficient': (['-ntk_data_samples', '200', '-ntk_net_widths', '784,2,10'],
+    # NC = 1,500 > P = 805: the parameter side, rank far below P (width-1 hidden layer)
+    'deficient': (['-ntk_data_samples', '150', '-ntk_net_widths', '784,1,10'],
                   ['-ntk_spectrum_nev', '5', '-ntk_spectrum_tail', '5']),
     # the output-averaged kernel, N = 60
     'averaged': (['-ntk_data_samples', '60', '-ntk_net_widths', '784,16,10',
                   '-ntk_kernel', 'averaged', '-ntk_kernel_scale', '1/N'],
                  ['-ntk_spectrum_nev', '5', '-ntk_spectrum_tail', '3']),
-    # singular values of J by Lanczos bidiagonalisation, on the rank-deficient kernel
-    'svd': (['-ntk_data_samples', '200', '-ntk_net_widths', '784,2,10'],
+    # singular values of J by Lanczos bidiagonalisation
+    'svd': (['-ntk_data_samples', '60', '-ntk_net_widths', '784,16,10'],
             ['-ntk_spectrum_nev', '5', '-ntk_spectrum_tail', '3', '-ntk_spectrum_method', 'svd']),
 }
 
