@@ -11,8 +11,9 @@
   drawn for epoch floor(s / ceil(N/B)) by sorting the keys NtkRandomUniform(seed, epoch, i): it
   depends on (seed, s) only, never on the number of ranks or on where a run was resumed.
 
-  Signals: SIGTERM and SIGUSR1 only set a flag. After each step the ranks agree on it (one
-  Allreduce of an int), write a checkpoint and return with the trainer marked interrupted;
+  Signals (when there is a checkpoint folder): SIGTERM and SIGUSR1 only set a flag. After each
+  step the ranks agree on it (one Allreduce of an int), write a checkpoint and return with the
+  trainer marked interrupted;
   `ntkspec train` then exits with NTK_TRAIN_EXIT_INTERRUPTED (3): resubmit to resume.
 */
 #include "trainimpl.h"
@@ -268,6 +269,8 @@ static PetscErrorCode CheckSettings(NtkTrainer tr)
              "-ntk_train_track_eigs %" PetscInt_FMT " must be in [0, 3]", tr->neigs);
   PetscCheck(tr->stop_after >= 0, tr->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "-ntk_train_stop_after %" PetscInt_FMT " must be >= 0", tr->stop_after);
+  PetscCheck(!tr->stop_after || tr->ckdir[0], tr->comm, PETSC_ERR_ARG_WRONG,
+             "-ntk_train_stop_after needs a checkpoint folder (-ntk_train_checkpoint)");
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -402,8 +405,9 @@ static PetscErrorCode ShouldStop(NtkTrainer tr, PetscBool *stop)
 
   PetscFunctionBegin;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, tr->comm));
-  *stop = flag || (tr->stop_after > 0 && tr->step == tr->stop_after && tr->step < tr->steps)
-            ? PETSC_TRUE : PETSC_FALSE;
+  *stop = flag || (tr->stop_after > 0 && tr->step == tr->stop_after) ? PETSC_TRUE : PETSC_FALSE;
+  /* after the last step the run finishes normally: final tracking and checkpoint */
+  if (tr->step >= tr->steps) *stop = PETSC_FALSE;
   if (flag) PetscCall(PetscInfo(NULL, "signal received: checkpoint and stop at step %" PetscInt_FMT
                                 "\n", tr->step));
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -420,11 +424,12 @@ PetscErrorCode NtkTrainerTrain(NtkTrainer tr)
   tr->interrupted = PETSC_FALSE;
   tr->t0          = MPI_Wtime();
   train_signal    = 0;
+  /* without a checkpoint folder there is nothing to save: signals keep their usual effect */
   (void)memset(&sa, 0, sizeof(sa));
   sa.sa_handler = OnSignal;
   (void)sigemptyset(&sa.sa_mask);
-  (void)sigaction(SIGTERM, &sa, &old_term);
-  (void)sigaction(SIGUSR1, &sa, &old_usr1);
+  if (tr->ckdir[0]) (void)sigaction(SIGTERM, &sa, &old_term);
+  if (tr->ckdir[0]) (void)sigaction(SIGUSR1, &sa, &old_usr1);
 
   for (;;) {
     /* record theta_step, unless a resumed history already holds it */
@@ -452,8 +457,8 @@ PetscErrorCode NtkTrainerTrain(NtkTrainer tr)
     }
   }
   if (!tr->interrupted && tr->ckdir[0]) PetscCall(NtkTrainerCheckpointWrite(tr));
-  (void)sigaction(SIGTERM, &old_term, NULL);
-  (void)sigaction(SIGUSR1, &old_usr1, NULL);
+  if (tr->ckdir[0]) (void)sigaction(SIGTERM, &old_term, NULL);
+  if (tr->ckdir[0]) (void)sigaction(SIGUSR1, &old_usr1, NULL);
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
