@@ -34,6 +34,7 @@ PetscErrorCode NtkCmdSpectrum(MPI_Comm);
 PetscErrorCode NtkCmdDense(MPI_Comm);
 PetscErrorCode NtkCmdTrain(MPI_Comm);
 PetscErrorCode NtkCmdSweep(MPI_Comm);
+PetscErrorCode NtkCmdPlot(MPI_Comm);
 
 /* One training run with the options in the database (apps/cmd_train.c); caller owns *result. */
 PetscErrorCode NtkTrainRun(MPI_Comm, const char[], json_object **, PetscBool *);

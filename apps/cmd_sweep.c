@@ -98,9 +98,9 @@ static PetscErrorCode Plots(MPI_Comm comm, const char dir[], PetscInt n, const P
   const char *csvp[SWEEP_MAX], *labp[SWEEP_MAX];
   json_object *plots = json_object_new_object();
   NtkPlot     p[3] = {
-    {stem[0], "spectral position rho = g^T K g / (|g|^2 Tr K)", "rho", 9, PETSC_TRUE, PETSC_TRUE},
-    {stem[1], "training loss", "train loss", 2, PETSC_TRUE, PETSC_TRUE},
-    {stem[2], "kernel trace Tr K", "Tr K", 6, PETSC_TRUE, PETSC_TRUE},
+    {stem[0], "spectral position rho = g^T K g / (|g|^2 Tr K)", "rho", 9, PETSC_TRUE, PETSC_TRUE, NULL},
+    {stem[1], "training loss", "train loss", 2, PETSC_TRUE, PETSC_TRUE, NULL},
+    {stem[2], "kernel trace Tr K", "Tr K", 6, PETSC_TRUE, PETSC_TRUE, NULL},
   };
   const char *names[3] = {"rho", "loss", "trace"};
 

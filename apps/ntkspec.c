@@ -32,6 +32,7 @@ static const NtkCommand commands[] = {
   {"spectrum", NtkCmdSpectrum, "leading and tail (smallest nonzero) eigenpairs, matrix-free (SLEPc)"},
   {"dense", NtkCmdDense, "whole spectrum of the assembled kernel (ScaLAPACK or LAPACK)"},
   {"train", NtkCmdTrain, "train with rho, Tr K, losses tracked; checkpoints; exit 3 = resumable"},
+  {"plot", NtkCmdPlot, "PNG pictures of spectra, densities, rho curves from result files"},
   {"sweep", NtkCmdSweep, "train at several widths: spectral reach summary, CSV/JSON and plots"},
 };
 static const int ncommands = (int)(sizeof(commands) / sizeof(commands[0]));

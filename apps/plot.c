@@ -52,13 +52,14 @@ static int PlotRoot(const NtkPlot *p, PetscInt n, const char *const csv[],
   (void)fprintf(f, "set terminal %s size 900,600\nset output '%s'\n", term, tmp);
   (void)fprintf(f, "set datafile separator ','\nset datafile missing ''\nset grid\n");
   (void)fprintf(f, "set title '%s'\nset xlabel '%s'\nset ylabel '%s'\nset key outside right\n",
-                p->title, p->logx ? "step + 1" : "step", p->ylabel);
+                p->title, p->xlabel ? p->xlabel : p->logx ? "step + 1" : "step", p->ylabel);
   if (p->logx) (void)fprintf(f, "set logscale x\n");
   if (p->logy) (void)fprintf(f, "set logscale y\nset format y '10^{%%L}'\n");
   (void)fprintf(f, "plot ");
   for (PetscInt k = 0; k < n; k++)
     (void)fprintf(f, "%s'%s' skip 1 using ($1%s):%d with linespoints pt 7 ps 0.5 title '%s'",
-                  k ? ", \\\n     " : "", csv[k], p->logx ? "+1" : "", p->column, label[k]);
+                  k ? ", \\\n     " : "", csv[k], p->logx && !p->xlabel ? "+1" : "", p->column,
+                  label[k]);
   (void)fprintf(f, "\n");
   if (fclose(f)) {
     (void)snprintf(msg, msglen, "cannot write the gnuplot script %s", script);

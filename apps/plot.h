@@ -7,6 +7,7 @@ typedef struct {
   const char *title, *ylabel;
   int         column; /* 1-based CSV column of the y values; x is the step, column 1 */
   PetscBool   logx, logy;
+  const char *xlabel; /* NULL: x is the step (shifted by 1 on a log scale); else x as it is */
 } NtkPlot;
 
 /* One curve per CSV file; drawn on rank 0, errors reach every rank. out: the image written. */
