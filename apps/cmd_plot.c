@@ -192,7 +192,8 @@ static int Collect(PlotSet *s, char *inputs, const char *value, const char *stem
     int      err;
 
     if (!stat(in, &st) && S_ISDIR(st.st_mode)) err = AddSweep(s, in, value), kind = KIND_TRACK;
-    else if (len > 5 && !strcmp(in + len - 5, ".json")) err = AddJSON(s, in, stem), kind = KIND_EIGEN;
+    else if (len > 5 && !strcmp(in + len - 5, ".json"))
+      err = AddJSON(s, in, stem), kind = KIND_EIGEN;
     else err = AddCSV(s, in, &kind, value, NULL);
     if (err) return 1;
     if (s->kind != KIND_NONE && s->kind != kind)
