@@ -113,9 +113,9 @@ static PetscErrorCode BlockFromFactors(const Pack *pk, const PetscScalar *mine, 
     PetscCall(PetscBLASIntCast(m * C, &bmc));
     PetscCall(PetscBLASIntCast(ncol, &bcc));
     /* S = A_l(mine) A_l(vis)^T,  Z = DZ_l(mine) DZ_l(vis)^T */
-    PetscCallBLAS("cblas_dgemm", cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bm, bc, bi, 1.0,
-                                             mine + pk->offA[l], bi, vis + pk->offA[l] + j0 * ni,
-                                             bi, 0.0, S, bc));
+    PetscCallBLAS("cblas_dgemm", cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bm, bc, bi,
+                                             1.0, mine + pk->offA[l], bi,
+                                             vis + pk->offA[l] + j0 * ni, bi, 0.0, S, bc));
     PetscCallBLAS("cblas_dgemm", cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bmc, bcc, bo,
                                              1.0, mine + pk->offZ[l], bo,
                                              vis + pk->offZ[l] + j0 * C * no, bo, 0.0, Z, bcc));

@@ -11,65 +11,36 @@
   well separated.
 
   Tail pairs: the k smallest nonzero eigenvalues. No factorisation of K exists, so shift-and-invert
-  is out, and every method is a polynomial in K: what decides the cost is how much of the Krylov
-  space a restart throws away. Measured on the 784-256-256-10 kernel of 1,000 Fashion-MNIST images
-  (condition number ~1e7; docs/theory-spectrum.md has the table), a Krylov-Schur solve of the
-  smallest eigenvalues whose basis is large (ncv = 512 by default, capped by the dimension) needed a
-  fraction of the products of the default basis, because a wide basis restarts rarely and the
-  restart keeps the locked small Ritz vectors. Since an orthogonalisation against 512 vectors of
-  length NC costs ~1000 NC flops, far below one product (~8 N P flops), the wide basis is almost
-  free. Convergence near zero uses an absolute test scaled by lambda_max, |r| <= tol lambda_max,
-  because a relative test cannot be met by eigenvalues at the rounding level of the products.
+  is out, and every method is a polynomial in K: what decides the cost on an ill-conditioned
+  spectrum is how much of the Krylov space each restart throws away. The tail solve is therefore
+  Krylov-Schur on the smallest eigenvalues with a wide basis (ncv = min(dimension, 2048), under
+  2 GB per rank), close to unrestarted Lanczos. Measured on 784-64-10 tanh with 500 images
+  (kappa ~2e6, tail 10): ncv 512 took 5,346 products, 1024 took 3,064, 2048 took 2,048; on
+  784-256-256-10 with 1,000 images (kappa ~5e6) the default took 4,091, against 13,557 for plain
+  Krylov-Schur with ncv 100 (docs/theory-spectrum.md). Orthogonalising against 2048 vectors costs
+  ~8000 NC flops, far below one product (~8 N P flops). Convergence near zero uses an absolute
+  test scaled by lambda_max, |r| <= tol lambda_max: a relative test cannot be met by eigenvalues
+  at the rounding level of the products.
 
   Null space. When NC > P the kernel has at least NC - P zero eigenvalues; the tail is then computed
-  on G (P x P), whose zero eigenvalues (J without full column rank) are counted, below the
+  on G (P x P) restricted to the live parameters (zero Jacobian columns, found from diag(J^T J),
+  are exact null directions and are counted apart); its zero eigenvalues are counted, below the
   threshold lambda_max max(10 m eps, tol) with m the operator's dimension, and removed from the
-  tail: null_space_dim = NC - P + #zeros(G). On the output side zeros found among the smallest
-  eigenvalues are counted the same way. A solve that meets zeros is repeated with k raised by their
-  number, so the reported tail holds nonzero eigenvalues only.
+  tail: null_space_dim = NC - P + #dead + #zeros(G). On the output side zeros found among the
+  smallest eigenvalues are counted the same way. A solve whose kept pairs are crowded out by zeros
+  is repeated with a larger k, so the reported tail holds nonzero eigenvalues only.
 
   Every pair is checked by an extra product: the reported residual is |K u - lambda u| / lambda_max
   (and / |lambda| as residual_rel), on the kernel itself whatever side the solver worked on.
 */
-#include <ntk/spectrum.h>
-#include <ntk/sys.h>
+#include "spectrumimpl.h"
 #include <slepceps.h>
 #include <slepcsvd.h>
 #include <petscblaslapack.h>
 #include <cblas.h>
 
-const char *const NtkSpectrumSides[]   = {"auto", "output", "parameter", "NtkSpectrumSide",
-                                          "NTK_SIDE_", NULL};
-const char *const NtkSpectrumMethods[] = {"eps", "svd", "NtkSpectrumMethod", "NTK_SPECTRUM_", NULL};
 PetscLogEvent     NTK_SpectrumSolve;
 
-struct _p_NtkSpectrum {
-  MPI_Comm          comm;
-  NtkOp             op;
-  PetscInt          nev, ntail, max_it, tail_ncv;
-  PetscReal         tol;
-  NtkSpectrumSide   side;
-  NtkSpectrumMethod method;
-  char              vecfile[PETSC_MAX_PATH_LEN];
-  PetscBool         monitor;
-  /* results */
-  PetscInt          nlead, ntailf, nulldim;
-  PetscBool         null_known;
-  NtkEigenPair     *lead, *tail;
-  Vec              *ulead, *utail;
-  PetscReal         lmax, sigmax;
-  PetscInt          cost[3];
-  char              desc[2][128];
-  /* monitor state */
-  const char       *phase;
-  PetscLogDouble    t0, tlast;
-  PetscInt          lastconv;
-  /* parameter side restricted to live parameters (columns of J that are not identically zero) */
-  Mat               Gop;
-  PetscInt          ndead;
-  VecScatter        live;
-  Vec               xfull, gfull;
-};
 
 /* Pairs of one solve: values and unit kernel-space vectors. */
 /*
@@ -114,176 +85,6 @@ PetscErrorCode NtkSpectrumCreate(NtkOp op, NtkSpectrum *sp)
   s->max_it   = PETSC_DEFAULT;
   s->tail_ncv = PETSC_DEFAULT;
   *sp         = s;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumSetNev(NtkSpectrum sp, PetscInt k)
-{
-  PetscFunctionBegin;
-  PetscCheck(k >= 0, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "-ntk_spectrum_nev %" PetscInt_FMT " must be >= 0", k);
-  sp->nev = k;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumGetNev(NtkSpectrum sp, PetscInt *k)
-{
-  PetscFunctionBegin;
-  *k = sp->nev;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumSetTail(NtkSpectrum sp, PetscInt k)
-{
-  PetscFunctionBegin;
-  PetscCheck(k >= 0, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "-ntk_spectrum_tail %" PetscInt_FMT " must be >= 0", k);
-  sp->ntail = k;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumGetTail(NtkSpectrum sp, PetscInt *k)
-{
-  PetscFunctionBegin;
-  *k = sp->ntail;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumSetTolerance(NtkSpectrum sp, PetscReal tol)
-{
-  PetscFunctionBegin;
-  PetscCheck(tol > 0 && tol < 1, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "-ntk_spectrum_tol %g must lie in (0, 1)", (double)tol);
-  sp->tol = tol;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumGetTolerance(NtkSpectrum sp, PetscReal *tol)
-{
-  PetscFunctionBegin;
-  *tol = sp->tol;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumSetMaxIt(NtkSpectrum sp, PetscInt it)
-{
-  PetscFunctionBegin;
-  PetscCheck(it == PETSC_DEFAULT || it >= 1, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "-ntk_spectrum_max_it %" PetscInt_FMT " must be >= 1", it);
-  sp->max_it = it;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumGetMaxIt(NtkSpectrum sp, PetscInt *it)
-{
-  PetscFunctionBegin;
-  *it = sp->max_it;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumSetSide(NtkSpectrum sp, NtkSpectrumSide side)
-{
-  PetscFunctionBegin;
-  sp->side = side;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumGetSide(NtkSpectrum sp, NtkSpectrumSide *side)
-{
-  PetscFunctionBegin;
-  *side = sp->side;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumSetMethod(NtkSpectrum sp, NtkSpectrumMethod m)
-{
-  PetscFunctionBegin;
-  sp->method = m;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumGetMethod(NtkSpectrum sp, NtkSpectrumMethod *m)
-{
-  PetscFunctionBegin;
-  *m = sp->method;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumSetTailNcv(NtkSpectrum sp, PetscInt ncv)
-{
-  PetscFunctionBegin;
-  PetscCheck(ncv == PETSC_DEFAULT || ncv >= 2, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "-ntk_spectrum_tail_ncv %" PetscInt_FMT " must be >= 2", ncv);
-  sp->tail_ncv = ncv;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumGetTailNcv(NtkSpectrum sp, PetscInt *ncv)
-{
-  PetscFunctionBegin;
-  *ncv = sp->tail_ncv;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumSetVectorsFile(NtkSpectrum sp, const char file[])
-{
-  PetscFunctionBegin;
-  PetscCall(PetscStrncpy(sp->vecfile, file ? file : "", sizeof(sp->vecfile)));
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumGetVectorsFile(NtkSpectrum sp, const char *file[])
-{
-  PetscFunctionBegin;
-  *file = sp->vecfile;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumSetMonitor(NtkSpectrum sp, PetscBool flg)
-{
-  PetscFunctionBegin;
-  sp->monitor = flg;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumGetMonitor(NtkSpectrum sp, PetscBool *flg)
-{
-  PetscFunctionBegin;
-  *flg = sp->monitor;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-PetscErrorCode NtkSpectrumSetFromOptions(NtkSpectrum sp)
-{
-  PetscFunctionBegin;
-  PetscOptionsBegin(sp->comm, NULL, "Eigenpairs of the kernel", "NtkSpectrum");
-  PetscCall(PetscOptionsInt("-ntk_spectrum_nev", "Leading (largest) eigenpairs", "NtkSpectrumSetNev",
-                            sp->nev, &sp->nev, NULL));
-  PetscCall(PetscOptionsInt("-ntk_spectrum_tail", "Tail (smallest nonzero) eigenpairs",
-                            "NtkSpectrumSetTail", sp->ntail, &sp->ntail, NULL));
-  PetscCall(PetscOptionsReal("-ntk_spectrum_tol", "Tolerance: |r| <= tol |lambda| (leading), "
-                             "|r| <= tol lambda_max (tail)", "NtkSpectrumSetTolerance", sp->tol,
-                             &sp->tol, NULL));
-  PetscCall(PetscOptionsInt("-ntk_spectrum_max_it", "Maximum restarts of each solve",
-                            "NtkSpectrumSetMaxIt", sp->max_it, &sp->max_it, NULL));
-  PetscCall(PetscOptionsEnum("-ntk_spectrum_side", "Operator: auto (smaller of NC and P), output "
-                             "(K), parameter (G = J^T J)", "NtkSpectrumSetSide", NtkSpectrumSides,
-                             (PetscEnum)sp->side, (PetscEnum *)&sp->side, NULL));
-  PetscCall(PetscOptionsEnum("-ntk_spectrum_method", "eps (eigensolver on K or G) or svd (Lanczos "
-                             "SVD of J)", "NtkSpectrumSetMethod", NtkSpectrumMethods,
-                             (PetscEnum)sp->method, (PetscEnum *)&sp->method, NULL));
-  PetscCall(PetscOptionsInt("-ntk_spectrum_tail_ncv", "Basis size of the tail solve "
-                            "(default: min(dimension, 2048), at most 2 GB per rank)",
-                            "NtkSpectrumSetTailNcv", sp->tail_ncv, &sp->tail_ncv, NULL));
-  PetscCall(PetscOptionsString("-ntk_spectrum_vectors", "Write the eigenvectors (PETSc binary, "
-                               "leading then tail) to this file", "NtkSpectrumSetVectorsFile",
-                               sp->vecfile, sp->vecfile, sizeof(sp->vecfile), NULL));
-  PetscOptionsEnd();
-  PetscCall(NtkSpectrumSetNev(sp, sp->nev));
-  PetscCall(NtkSpectrumSetTail(sp, sp->ntail));
-  PetscCall(NtkSpectrumSetTolerance(sp, sp->tol));
-  PetscCall(NtkSpectrumSetMaxIt(sp, sp->max_it));
-  PetscCall(NtkSpectrumSetTailNcv(sp, sp->tail_ncv));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -641,7 +442,7 @@ static PetscErrorCode ChooseSide(NtkSpectrum sp, PetscInt NC, PetscInt P, PetscB
              sp->method != NTK_SPECTRUM_SVD), sp->comm, PETSC_ERR_SUP,
              "the averaged kernel has no parameter-side operator: use -ntk_spectrum_side output "
              "-ntk_spectrum_method eps");
-  if (sp->side == NTK_SIDE_AUTO) *param = (v == NTK_KERNEL_FULL && P < NC) ? PETSC_TRUE : PETSC_FALSE;
+  if (sp->side == NTK_SIDE_AUTO) *param = v == NTK_KERNEL_FULL && P < NC ? PETSC_TRUE : PETSC_FALSE;
   else *param = sp->side == NTK_SIDE_PARAMETER ? PETSC_TRUE : PETSC_FALSE;
   PetscCheck(!sp->ntail || *param || v != NTK_KERNEL_FULL || NC <= P ||
              sp->method == NTK_SPECTRUM_SVD, sp->comm, PETSC_ERR_SUP,
@@ -676,7 +477,7 @@ static PetscErrorCode SolveTail(NtkSpectrum sp, PetscBool param, PetscInt NC, Pe
   for (PetscInt round = 0;; round++) {
     PetscCall(Run(sp, param, PETSC_TRUE, PetscMin(k, m), pr));
     if (pr->n >= sp->ntail || k >= m || pr->nconv < PetscMin(k, m) || round == 3) break;
-    PetscCall(PetscInfo(NULL, "tail solve met %" PetscInt_FMT " zero eigenvalues; again\n", pr->nz));
+    PetscCall(PetscInfo(NULL, "tail solve met %" PetscInt_FMT " zeros; again\n", pr->nz));
     k = PetscMin(m, sp->ntail + 2 * pr->nz + 16);
     PetscCall(PairsFree(pr));
   }
