@@ -4,36 +4,12 @@
   and optionally the SLQ spectral density (-ntk_estimate_density file.csv).
   The trace comes from -ntk_estimate_trace; the entropy normalises by the exact trace, which the
   per-sample gradient norms give without products, and SLQ supplies |K|_F from the same probes.
+  With -ntk_estimate_checkpoint <file>, SIGTERM or SIGUSR1 stops the run after the probe in
+  progress with the finished probes in the file, and the exit status is 3 (NTK_EXIT_INTERRUPTED);
+  the same command run again reads them back and continues with the next probe.
 */
 #include "app.h"
 #include <ntk/estimate.h>
-
-typedef struct {
-  NtkApp        *app;
-  PetscLogDouble start, last;
-  const char    *what;
-} Progress;
-
-/* At most two lines a second on rank 0: probe j of m, estimate +- stderr, elapsed, time left. */
-static PetscErrorCode Monitor(NtkEstimator e, const char what[], PetscInt j, PetscInt m,
-                              const NtkEstimate *est, void *ctx)
-{
-  Progress      *p   = (Progress *)ctx;
-  PetscLogDouble now = MPI_Wtime();
-
-  PetscFunctionBegin;
-  /* a new phase started when the previous one last reported */
-  if (what != p->what) p->start = p->last;
-  p->what = what;
-  if (now - p->last < 0.5 && j < m) PetscFunctionReturn(PETSC_SUCCESS);
-  p->last = now;
-  PetscCall(NtkAppPrintf(p->app,
-                         "  %s: probe %" PetscInt_FMT " of %" PetscInt_FMT ", %.6g +- %.2g,"
-                         " %.1f s, at most %.1f s left\n",
-                         what, j, m, (double)est->value, (double)est->err, now - p->start,
-                         (now - p->start) / j * (m - j)));
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
 
 static PetscErrorCode Report(NtkApp *app, const char name[], const NtkEstimate *e)
 {
@@ -52,14 +28,16 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm comm)
   PetscReal    sn, sne, nz, nze;
   PetscInt64   seed;
   const char  *dens;
-  Progress     prog = {0};
-  PetscBool    help;
+  NtkAppProgress prog = {0};
+  PetscBool    help, stopped;
+  PetscInt     rt, rs, mv;
   json_object *doc = json_object_new_object(), *o;
 
   PetscFunctionBegin;
   PetscCall(NtkAppCreate(comm, "estimate", &app));
   PetscCall(NtkEstimatorCreate(app.op, &est));
   PetscCall(NtkEstimatorSetFromOptions(est));
+  PetscCall(CheckpointOptions(&app, est));
   PetscCall(PetscOptionsHasHelp(NULL, &help));
   if (help) { /* the options are listed; estimating on the default data could take long */
     json_object_put(doc);
@@ -70,14 +48,29 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm comm)
   PetscCall(NtkEstimatorSetUp(est));
   prog.app  = &app;
   prog.last = MPI_Wtime();
-  PetscCall(NtkEstimatorSetMonitor(est, Monitor, &prog));
+  PetscCall(NtkEstimatorSetMonitor(est, NtkAppEstimatorMonitor, &prog));
   if (!app.quiet) PetscCall(NtkEstimatorView(est, NULL));
 
   /* trace by the chosen method; the exact trace normalises the entropy */
+  PetscCall(NtkEstimatorGetResumeInfo(est, &rt, &rs, NULL));
+  if (rt + rs > 0)
+    PetscCall(NtkAppPrintf(&app, "resuming: %" PetscInt_FMT " trace and %" PetscInt_FMT " SLQ "
+                           "probes read from the checkpoint\n", rt, rs));
   PetscCall(NtkEstimatorTrace(est, &T));
-  PetscCall(NtkOpTrace(app.op, &Tex.value));
-  Tex.method = "exact";
-  PetscCall(NtkEstimatorSLQ(est, &Tex, &fro, &reff, &S));
+  PetscCall(NtkEstimatorGetInterrupted(est, &stopped));
+  if (!stopped) {
+    PetscCall(NtkOpTrace(app.op, &Tex.value));
+    Tex.method = "exact";
+    PetscCall(NtkEstimatorSLQ(est, &Tex, &fro, &reff, &S));
+    PetscCall(NtkEstimatorGetInterrupted(est, &stopped));
+  }
+  if (stopped) {
+    PetscCall(Stopped(&app, est, doc));
+    json_object_put(doc);
+    PetscCall(NtkEstimatorDestroy(&est));
+    PetscCall(NtkAppDestroy(&app));
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
   PetscCall(NtkEstimatorGetEntropyNormalized(est, &sn, &sne));
   PetscCall(NtkEstimatorGetNearZeroMass(est, &nz, &nze));
   PetscCall(NtkEstimatorGetSeed(est, &seed));
@@ -109,10 +102,13 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm comm)
   json_object_object_add(o, "slq_probes", json_object_new_int64(S.probes));
   json_object_object_add(o, "trace_probes", json_object_new_int64(T.probes));
   json_object_object_add(doc, "probes", o);
+  json_object_object_add(doc, "checkpoint", ResumeJSON(est, PETSC_FALSE));
+  PetscCall(NtkEstimatorGetResumeInfo(est, NULL, NULL, &mv));
   PetscCall(NtkAppPrintf(&app,
                          "products: %" PetscInt_FMT " (trace %" PetscInt_FMT ", SLQ %" PetscInt_FMT
-                         "), %.2f s\n",
-                         T.matvecs + S.matvecs, T.matvecs, S.matvecs, MPI_Wtime() - app.t0));
+                         "), %" PetscInt_FMT " of them computed by this run, %.2f s\n",
+                         T.matvecs + S.matvecs, T.matvecs, S.matvecs, mv,
+                         MPI_Wtime() - app.t0));
   PetscCall(NtkAppWriteResult(&app, doc));
   json_object_put(doc);
   PetscCall(NtkEstimatorDestroy(&est));

@@ -74,6 +74,22 @@ PETSC_EXTERN PetscErrorCode NtkEstimatorSetZeroTolerance(NtkEstimator, PetscReal
 PETSC_EXTERN PetscErrorCode NtkEstimatorGetZeroTolerance(NtkEstimator, PetscReal *);
 PETSC_EXTERN PetscErrorCode NtkEstimatorSetDensityFile(NtkEstimator, const char[]);
 PETSC_EXTERN PetscErrorCode NtkEstimatorGetDensityFile(NtkEstimator, const char *[]);
+/*
+  Checkpoint file ("" for none) and fresh probes between periodic writes (0: only on a signal).
+  With a file, SIGTERM and SIGUSR1 stop the estimators after the probe in progress, with the
+  finished probes written to the file and the estimator marked interrupted; a file present at
+  set-up is loaded (same settings, model and data, else an error) and its probes are not redone.
+*/
+PETSC_EXTERN PetscErrorCode NtkEstimatorSetCheckpoint(NtkEstimator, const char[], PetscInt);
+PETSC_EXTERN PetscErrorCode NtkEstimatorGetCheckpoint(NtkEstimator, const char *[], PetscInt *);
+/* Test hook: stop as after a signal once this run has computed this many probes (0: never). */
+PETSC_EXTERN PetscErrorCode NtkEstimatorSetStopAfter(NtkEstimator, PetscInt);
+PETSC_EXTERN PetscErrorCode NtkEstimatorGetStopAfter(NtkEstimator, PetscInt *);
+/* Whether the last Trace or SLQ stopped on a signal, leaving a checkpoint to resume from. */
+PETSC_EXTERN PetscErrorCode NtkEstimatorGetInterrupted(NtkEstimator, PetscBool *);
+/* Trace and SLQ probes read back from the checkpoint; products computed by this process. */
+PETSC_EXTERN PetscErrorCode NtkEstimatorGetResumeInfo(NtkEstimator, PetscInt *, PetscInt *,
+                                                      PetscInt *);
 PETSC_EXTERN PetscErrorCode NtkEstimatorSetMonitor(NtkEstimator, NtkEstimatorMonitorFn, void *);
 PETSC_EXTERN PetscErrorCode NtkEstimatorSetFromOptions(NtkEstimator);
 PETSC_EXTERN PetscErrorCode NtkEstimatorSetUp(NtkEstimator);

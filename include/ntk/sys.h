@@ -28,6 +28,19 @@ PETSC_EXTERN PetscBool      NtkErrorWasCollective(void);
 PETSC_EXTERN PetscErrorCode NtkParseIntList(MPI_Comm, const char[], const char[], PetscInt, PetscInt *,
                                             PetscInt[]);
 
+/*
+  Signals: NtkSignalInstall makes SIGTERM and SIGUSR1 set a flag instead of ending the process
+  (nested calls allowed; NtkSignalRestore undoes the matching install). NtkSignalPending is
+  collective: true on every rank when any rank got a signal since the outermost install.
+  NtkSignalRaise sets the flag as a signal would (test hooks). A command stopped this way writes
+  its checkpoint and exits with NTK_EXIT_INTERRUPTED: run the same command again to resume.
+*/
+#define NTK_EXIT_INTERRUPTED 3
+PETSC_EXTERN PetscErrorCode NtkSignalInstall(void);
+PETSC_EXTERN PetscErrorCode NtkSignalRestore(void);
+PETSC_EXTERN PetscErrorCode NtkSignalRaise(void);
+PETSC_EXTERN PetscErrorCode NtkSignalPending(MPI_Comm, PetscBool *);
+
 /* Package-wide initialisation: log events and classes; called once by every Create. */
 PETSC_EXTERN PetscErrorCode NtkInitializePackage(void);
 PETSC_EXTERN PetscClassId NTK_CLASSID;

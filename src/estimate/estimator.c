@@ -195,9 +195,21 @@ PetscErrorCode NtkEstimatorSetUp(NtkEstimator e)
              "-ntk_estimate_density_points %" PetscInt_FMT " (>= 2) and -ntk_estimate_density_sigma"
              " %g (> 0) out of range",
              e->density_points, (double)e->density_sigma);
+  PetscCheck(e->ckevery >= 0 && e->stop_after >= 0, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_estimate_checkpoint_every %" PetscInt_FMT ", -ntk_estimate_stop_after %"
+             PetscInt_FMT ": must be >= 0", e->ckevery, e->stop_after);
+  PetscCheck(e->ckfile[0] || (!e->ckevery && !e->stop_after), e->comm, PETSC_ERR_ARG_WRONG,
+             "-ntk_estimate_checkpoint_every and -ntk_estimate_stop_after need a checkpoint file "
+             "(-ntk_estimate_checkpoint)");
   PetscCall(NtkOpSetUp(e->op));
   PetscCall(NtkOpGetKernelMat(e->op, &e->K));
   PetscCall(MatGetSize(e->K, &e->n, NULL));
+  if (e->ckfile[0]) {
+    PetscCall(NtkEstimatorCheckpointLoad(e));
+    /* from here until Destroy, SIGTERM and SIGUSR1 stop at the end of a probe */
+    PetscCall(NtkSignalInstall());
+    e->signals = PETSC_TRUE;
+  }
   e->setup = PETSC_TRUE;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -227,6 +239,10 @@ PetscErrorCode NtkEstimatorDestroy(NtkEstimator *e)
   PetscFunctionBegin;
   if (!*e) PetscFunctionReturn(PETSC_SUCCESS);
   PetscCall(PetscFree3((*e)->nq, (*e)->nodes, (*e)->weights));
+  PetscCall(PetscFree((*e)->tx));
+  PetscCall(PetscFree((*e)->f2));
+  PetscCall(NtkEstimatorCheckpointReset(*e));
+  if ((*e)->signals) PetscCall(NtkSignalRestore());
   if ((*e)->Y) PetscCall(VecDestroyVecs((*e)->nd, &(*e)->Y));
   PetscCall(PetscFree((*e)->ylam));
   PetscCall(PetscFree(*e));

@@ -50,9 +50,32 @@ struct _p_NtkEstimator {
   PetscReal *nodes, *weights;
   PetscReal  trace_used, lmax, zero_thr;
   PetscReal  snorm, snorm_err, nzmass, nzmass_err;
+  PetscReal *f2; /* per SLQ probe: |K z_j|^2 */
+
+  /* Per-probe samples of the last trace estimate and, for Hutch++, Tr(Q^T K Q) and its cost */
+  PetscInt   ntx;
+  PetscReal *tx, tq;
+  PetscInt   tq_matvecs;
+  PetscBool  trace_done;
+
+  /* Checkpoint (checkpoint.c): file, fresh probes between writes, test stop, what this run did */
+  char      ckfile[PETSC_MAX_PATH_LEN];
+  PetscInt  ckevery, stop_after, fresh, fresh_matvecs;
+  PetscBool interrupted, signals;
+  /* Loaded from the checkpoint: trace samples, Hutch++ sketch trace, SLQ probes */
+  PetscInt   ck_ntx, ck_tq_matvecs, ck_nslq, ck_stride, ck_nd;
+  PetscReal *ck_tx, ck_tq;
+  PetscBool  ck_trace_done;
+  PetscInt  *ck_nq;
+  PetscReal *ck_nodes, *ck_weights, *ck_f2;
 };
 
 PETSC_INTERN PetscErrorCode NtkEstimatorDeflate(NtkEstimator);
+PETSC_INTERN PetscErrorCode NtkEstimatorCheckpointLoad(NtkEstimator);
+PETSC_INTERN PetscErrorCode NtkEstimatorCheckpointWrite(NtkEstimator);
+PETSC_INTERN PetscErrorCode NtkEstimatorProbeDone(NtkEstimator, PetscBool, PetscBool,
+                                                  PetscBool *);
+PETSC_INTERN PetscErrorCode NtkEstimatorCheckpointReset(NtkEstimator);
 PETSC_INTERN PetscErrorCode NtkEstimatorFillProbe(NtkEstimator, PetscInt64, Vec);
 PETSC_INTERN void           NtkMeanErr(PetscInt, const PetscReal *, PetscReal *, PetscReal *);
 PETSC_INTERN PetscInt       NtkEstimatorMaxProbes(NtkEstimator, PetscInt, PetscInt);

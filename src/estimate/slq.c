@@ -60,9 +60,43 @@ static PetscErrorCode Allocate(NtkEstimator e, PetscInt maxp)
 {
   PetscFunctionBegin;
   PetscCall(PetscFree3(e->nq, e->nodes, e->weights));
+  PetscCall(PetscFree(e->f2));
   e->stride = e->steps + e->nd;
   PetscCall(PetscMalloc3(maxp, &e->nq, maxp * e->stride, &e->nodes, maxp * e->stride, &e->weights));
+  PetscCall(PetscMalloc1(maxp, &e->f2));
   e->nslq = 0;
+  PetscCheck(e->ck_nslq <= maxp && (e->ck_nslq == 0 || e->ck_nd == e->nd), e->comm,
+             PETSC_ERR_ARG_INCOMP, "the estimate checkpoint %s holds %" PetscInt_FMT " SLQ probes "
+             "with %" PetscInt_FMT " deflated pairs; this run allows %" PetscInt_FMT " probes and "
+             "deflates %" PetscInt_FMT, e->ckfile, e->ck_nslq, e->ck_nd, maxp, e->nd);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Probe j read back from the checkpoint: its rule, |K z_j|^2 and the products it took. */
+static void Replay(NtkEstimator e, PetscInt j, PetscInt *mm)
+{
+  PetscInt off = j * e->stride;
+
+  e->nq[j] = e->ck_nq[j];
+  for (PetscInt k = 0; k < e->nq[j]; k++) {
+    e->nodes[off + k]   = e->ck_nodes[off + k];
+    e->weights[off + k] = e->ck_weights[off + k];
+  }
+  e->f2[j] = e->ck_f2[j];
+  *mm      = e->nq[j] - e->nd;
+}
+
+/* A signal that came between the trace and SLQ: stop before the deflation's products. */
+static PetscErrorCode StopBeforeStart(NtkEstimator e, PetscBool *stop)
+{
+  PetscFunctionBegin;
+  *stop = PETSC_FALSE;
+  if (!e->ckfile[0]) PetscFunctionReturn(PETSC_SUCCESS);
+  PetscCall(NtkSignalPending(e->comm, stop));
+  if (!*stop) PetscFunctionReturn(PETSC_SUCCESS);
+  e->nslq        = 0;
+  e->interrupted = PETSC_TRUE;
+  PetscCall(NtkEstimatorCheckpointWrite(e));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -117,17 +151,22 @@ PetscErrorCode NtkEstimatorSLQ(NtkEstimator e, const NtkEstimate *trace, NtkEsti
 {
   PetscInt   maxp, mm;
   Vec        z, *V;
-  PetscReal *alpha, *beta, *f2, f2v, f2e;
-  PetscBool  stop = PETSC_FALSE;
+  PetscReal *alpha, *beta, f2v, f2e;
+  PetscBool  stop = PETSC_FALSE, halt;
 
   PetscFunctionBegin;
   PetscCall(NtkEstimatorSetUp(e));
   PetscCheck(trace->value > 0, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "SLQ entropy needs a positive trace (got %g)", (double)trace->value);
-  PetscCall(PetscLogEventBegin(NTK_EstimateSLQ, 0, 0, 0, 0));
   PetscCall(PetscMemzero(S, sizeof(*S)));
   PetscCall(PetscMemzero(fro, sizeof(*fro)));
+  PetscCall(PetscMemzero(reff, sizeof(*reff)));
+  e->interrupted = PETSC_FALSE;
+  PetscCall(StopBeforeStart(e, &stop));
+  if (stop) PetscFunctionReturn(PETSC_SUCCESS);
+  PetscCall(PetscLogEventBegin(NTK_EstimateSLQ, 0, 0, 0, 0));
   PetscCall(NtkEstimatorDeflate(e));
+  e->fresh_matvecs += e->ymatvecs;
   S->matvecs = e->ymatvecs;
   maxp       = NtkEstimatorMaxProbes(e, e->steps, e->ymatvecs);
   PetscCall(Allocate(e, maxp));
@@ -135,20 +174,27 @@ PetscErrorCode NtkEstimatorSLQ(NtkEstimator e, const NtkEstimate *trace, NtkEsti
   PetscCall(MatCreateVecs(e->K, &z, NULL));
   PetscCall(VecDuplicateVecs(z, e->nd + e->steps + 1, &V));
   for (PetscInt i = 0; i < e->nd; i++) PetscCall(VecCopy(e->Y[i], V[i]));
-  PetscCall(PetscMalloc3(e->steps, &alpha, e->steps, &beta, maxp, &f2));
+  PetscCall(PetscMalloc2(e->steps, &alpha, e->steps, &beta));
   for (PetscInt j = 0; j < maxp && !stop; j++) {
-    PetscCall(Probe(e, j, z, V, alpha, beta, &f2[j], &mm));
+    PetscBool fresh = j >= e->ck_nslq ? PETSC_TRUE : PETSC_FALSE;
+    if (fresh) PetscCall(Probe(e, j, z, V, alpha, beta, &e->f2[j], &mm));
+    else Replay(e, j, &mm);
+    if (fresh) e->fresh_matvecs += mm;
     e->nslq = j + 1;
     S->matvecs += mm;
     S->probes = j + 1;
     PetscCall(Entropy(e, j + 1, S));
     if (e->monitor) PetscCall(e->monitor(e, "entropy (SLQ)", j + 1, maxp, S, e->mctx));
     stop = NtkEstimatorConverged(e, j + 1, S);
+    PetscCall(NtkEstimatorProbeDone(e, fresh, !stop && j + 1 < maxp, &halt));
+    if (halt) stop = PETSC_TRUE;
   }
+  /* a finished run leaves every probe in the checkpoint: run again, nothing is redone */
+  if (e->ckfile[0] && !e->interrupted) PetscCall(NtkEstimatorCheckpointWrite(e));
   S->method = "slq";
 
   /* |K|_F = sqrt(Tr K^2): error by the delta method, d sqrt(x) = dx / (2 sqrt(x)) */
-  NtkMeanErr(e->nslq, f2, &f2v, &f2e);
+  NtkMeanErr(e->nslq, e->f2, &f2v, &f2e);
   fro->value   = PetscSqrtReal(f2v);
   fro->err     = f2e / (2 * fro->value);
   fro->method  = "slq";
@@ -158,11 +204,11 @@ PetscErrorCode NtkEstimatorSLQ(NtkEstimator e, const NtkEstimate *trace, NtkEsti
   reff->method  = "slq";
   reff->matvecs = S->matvecs + trace->matvecs;
   reff->probes  = S->probes;
-  PetscCall(PetscFree3(alpha, beta, f2));
+  PetscCall(PetscFree2(alpha, beta));
   PetscCall(VecDestroyVecs(e->nd + e->steps + 1, &V));
   PetscCall(VecDestroy(&z));
   PetscCall(PetscLogEventEnd(NTK_EstimateSLQ, 0, 0, 0, 0));
-  if (e->density[0]) PetscCall(NtkEstimatorWriteDensity(e, e->density));
+  if (e->density[0] && !e->interrupted) PetscCall(NtkEstimatorWriteDensity(e, e->density));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 

@@ -20,35 +20,67 @@ static PetscErrorCode Step(NtkEstimator e, const char what[], PetscInt j, PetscI
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/* Room for maxp trace samples; probes up to the checkpoint's are read back, not recomputed. */
+static PetscErrorCode SamplesStart(NtkEstimator e, PetscInt maxp)
+{
+  PetscFunctionBegin;
+  PetscCheck(e->ck_ntx <= maxp, e->comm, PETSC_ERR_ARG_INCOMP,
+             "the estimate checkpoint %s holds %" PetscInt_FMT " trace probes, more than the %"
+             PetscInt_FMT " this run allows", e->ckfile, e->ck_ntx, maxp);
+  PetscCall(PetscFree(e->tx));
+  PetscCall(PetscMalloc1(maxp, &e->tx));
+  e->ntx        = 0;
+  e->trace_done = PETSC_FALSE;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* After sample j (0-based) of at most maxp: estimate, monitor, stop on convergence or signal. */
+static PetscErrorCode SampleDone(NtkEstimator e, const char what[], PetscInt j, PetscInt maxp,
+                                 PetscReal shift, NtkEstimate *est, PetscBool *stop)
+{
+  PetscBool fresh = j >= e->ck_ntx ? PETSC_TRUE : PETSC_FALSE, halt;
+
+  PetscFunctionBegin;
+  e->ntx = j + 1;
+  NtkMeanErr(j + 1, e->tx, &est->value, &est->err);
+  est->value += shift;
+  est->probes = j + 1;
+  est->matvecs++;
+  PetscCall(Step(e, what, j + 1, maxp, est, stop));
+  PetscCall(NtkEstimatorProbeDone(e, fresh, !*stop && j + 1 < maxp, &halt));
+  if (halt) *stop = PETSC_TRUE;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 /* Hutchinson (stream offset s0, values added to `shift`) on (I - QQ^T) K (I - QQ^T), nq >= 0. */
 static PetscErrorCode Hutchinson(NtkEstimator e, PetscInt64 s0, PetscInt nq, Vec *Q, PetscInt maxp,
                                  PetscReal shift, const char what[], NtkEstimate *est)
 {
   Vec          z, y;
-  PetscReal   *x;
   PetscScalar *h, d;
   PetscBool    stop = PETSC_FALSE;
 
   PetscFunctionBegin;
+  PetscCall(SamplesStart(e, maxp));
   PetscCall(MatCreateVecs(e->K, &z, &y));
-  PetscCall(PetscMalloc2(maxp, &x, PetscMax(nq, 1), &h));
+  PetscCall(PetscMalloc1(PetscMax(nq, 1), &h));
   for (PetscInt j = 0; j < maxp && !stop; j++) {
-    PetscCall(NtkEstimatorFillProbe(e, s0 + j, z));
-    if (nq > 0) {
-      PetscCall(VecMDot(z, nq, Q, h));
-      for (PetscInt i = 0; i < nq; i++) h[i] = -h[i];
-      PetscCall(VecMAXPY(z, nq, h, Q));
+    if (j < e->ck_ntx) e->tx[j] = e->ck_tx[j];
+    else {
+      PetscCall(NtkEstimatorFillProbe(e, s0 + j, z));
+      if (nq > 0) {
+        PetscCall(VecMDot(z, nq, Q, h));
+        for (PetscInt i = 0; i < nq; i++) h[i] = -h[i];
+        PetscCall(VecMAXPY(z, nq, h, Q));
+      }
+      PetscCall(MatMult(e->K, z, y));
+      PetscCall(VecDot(z, y, &d));
+      e->tx[j] = PetscRealPart(d);
+      e->fresh_matvecs++;
     }
-    PetscCall(MatMult(e->K, z, y));
-    PetscCall(VecDot(z, y, &d));
-    x[j] = PetscRealPart(d);
-    NtkMeanErr(j + 1, x, &est->value, &est->err);
-    est->value += shift;
-    est->probes = j + 1;
-    est->matvecs++;
-    PetscCall(Step(e, what, j + 1, maxp, est, &stop));
+    PetscCall(SampleDone(e, what, j, maxp, shift, est, &stop));
   }
-  PetscCall(PetscFree2(x, h));
+  PetscCall(PetscFree(h));
   PetscCall(VecDestroy(&z));
   PetscCall(VecDestroy(&y));
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -80,6 +112,30 @@ static PetscErrorCode Orthonormalize(PetscInt k, Vec *W, PetscInt *nq)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/* Q = orth(K S) for k sketch probes and tq = Tr(Q^T K Q); 2k products at most. */
+static PetscErrorCode Sketch(NtkEstimator e, PetscInt k, Vec *W, PetscInt *nq, PetscReal *tq)
+{
+  Vec z;
+
+  PetscFunctionBegin;
+  PetscCall(MatCreateVecs(e->K, &z, NULL));
+  for (PetscInt i = 0; i < k; i++) {
+    PetscCall(NtkEstimatorFillProbe(e, NTK_STREAM_SKETCH + i, z));
+    PetscCall(MatMult(e->K, z, W[i]));
+  }
+  PetscCall(Orthonormalize(k, W, nq));
+  *tq = 0;
+  for (PetscInt i = 0; i < *nq; i++) {
+    PetscScalar d;
+    PetscCall(MatMult(e->K, W[i], z));
+    PetscCall(VecDot(W[i], z, &d));
+    *tq += PetscRealPart(d);
+  }
+  e->fresh_matvecs += k + *nq;
+  PetscCall(VecDestroy(&z));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 static PetscErrorCode HutchPP(NtkEstimator e, NtkEstimate *est)
 {
   PetscInt  k, nq = 0, maxp;
@@ -90,23 +146,27 @@ static PetscErrorCode HutchPP(NtkEstimator e, NtkEstimate *est)
   /* budget B: k = B/3 sketch products, k products for Tr(Q^T K Q), the rest residual probes */
   k    = e->matvecs >= 0 ? PetscMax(1, e->matvecs / 3) : e->probes;
   maxp = e->matvecs >= 0 ? PetscMax(1, e->matvecs - 2 * k) : NtkEstimatorMaxProbes(e, 1, 0);
+  if (e->ck_trace_done) {
+    /* every residual sample is in the checkpoint: the sketch is not needed again */
+    e->tq         = e->ck_tq;
+    e->tq_matvecs = est->matvecs = e->ck_tq_matvecs;
+    PetscCall(Hutchinson(e, NTK_STREAM_RESIDUAL, 0, NULL, e->ck_ntx, e->tq, "trace (hutch++)",
+                         est));
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
   PetscCall(MatCreateVecs(e->K, &z, NULL));
   PetscCall(VecDuplicateVecs(z, k, &W));
-  for (PetscInt i = 0; i < k; i++) {
-    PetscCall(NtkEstimatorFillProbe(e, NTK_STREAM_SKETCH + i, z));
-    PetscCall(MatMult(e->K, z, W[i]));
-  }
-  PetscCall(Orthonormalize(k, W, &nq));
-  for (PetscInt i = 0; i < nq; i++) {
-    PetscScalar d;
-    PetscCall(MatMult(e->K, W[i], z));
-    PetscCall(VecDot(W[i], z, &d));
-    tq += PetscRealPart(d);
-  }
-  est->matvecs = k + nq;
+  PetscCall(VecDestroy(&z));
+  PetscCall(Sketch(e, k, W, &nq, &tq));
+  /* resumed: the sketch is deterministic, so Tr(Q^T K Q) is the one the samples go with */
+  PetscCheck(e->ck_ntx == 0 || PetscAbsReal(tq - e->ck_tq) <= 1e-10 * PetscAbsReal(e->ck_tq),
+             e->comm, PETSC_ERR_ARG_INCOMP, "the Hutch++ sketch gives Tr(Q^T K Q) = %.17g, the "
+             "estimate checkpoint %s has %.17g: not the same kernel", (double)tq, e->ckfile,
+             (double)e->ck_tq);
+  e->tq         = tq;
+  e->tq_matvecs = est->matvecs = k + nq;
   PetscCall(Hutchinson(e, NTK_STREAM_RESIDUAL, nq, W, maxp, tq, "trace (hutch++)", est));
   PetscCall(VecDestroyVecs(k, &W));
-  PetscCall(VecDestroy(&z));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -115,7 +175,7 @@ static PetscErrorCode OneSided(NtkEstimator e, NtkEstimate *est)
   Mat              J;
   Vec              z;
   PetscScalar     *dth;
-  PetscReal       *x, scale;
+  PetscReal        scale;
   PetscInt         P, maxp = NtkEstimatorMaxProbes(e, 1, 0);
   PetscBool        stop = PETSC_FALSE;
   NtkKernelVariant v;
@@ -129,18 +189,21 @@ static PetscErrorCode OneSided(NtkEstimator e, NtkEstimate *est)
   PetscCall(NtkOpGetJacobian(e->op, &J));
   PetscCall(MatGetSize(J, NULL, &P));
   PetscCall(MatCreateVecs(J, NULL, &z));
-  PetscCall(PetscMalloc2(maxp, &x, P, &dth));
+  PetscCall(SamplesStart(e, maxp));
+  PetscCall(PetscMalloc1(P, &dth));
   for (PetscInt j = 0; j < maxp && !stop; j++) {
     PetscReal s = 0;
-    PetscCall(NtkEstimatorFillProbe(e, NTK_STREAM_ONESIDED + j, z));
-    PetscCall(NtkOpVJPAll(e->op, z, dth));
-    for (PetscInt q = 0; q < P; q++) s += PetscRealPart(dth[q] * dth[q]);
-    x[j] = scale * s;
-    NtkMeanErr(j + 1, x, &est->value, &est->err);
-    est->probes = est->matvecs = j + 1;
-    PetscCall(Step(e, "trace (one-sided)", j + 1, maxp, est, &stop));
+    if (j < e->ck_ntx) e->tx[j] = e->ck_tx[j];
+    else {
+      PetscCall(NtkEstimatorFillProbe(e, NTK_STREAM_ONESIDED + j, z));
+      PetscCall(NtkOpVJPAll(e->op, z, dth));
+      for (PetscInt q = 0; q < P; q++) s += PetscRealPart(dth[q] * dth[q]);
+      e->tx[j] = scale * s;
+      e->fresh_matvecs++;
+    }
+    PetscCall(SampleDone(e, "trace (one-sided)", j, maxp, 0, est, &stop));
   }
-  PetscCall(PetscFree2(x, dth));
+  PetscCall(PetscFree(dth));
   PetscCall(VecDestroy(&z));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -151,7 +214,9 @@ PetscErrorCode NtkEstimatorTrace(NtkEstimator e, NtkEstimate *est)
   PetscCall(NtkEstimatorSetUp(e));
   PetscCall(PetscLogEventBegin(NTK_EstimateTrace, 0, 0, 0, 0));
   PetscCall(PetscMemzero(est, sizeof(*est)));
-  est->method = NtkTraceMethods[e->trace_method];
+  est->method    = NtkTraceMethods[e->trace_method];
+  e->interrupted = PETSC_FALSE;
+  e->ntx         = 0;
   switch (e->trace_method) {
   case NTK_TRACE_EXACT:
     PetscCall(NtkOpTrace(e->op, &est->value));
@@ -167,6 +232,9 @@ PetscErrorCode NtkEstimatorTrace(NtkEstimator e, NtkEstimate *est)
     PetscCall(OneSided(e, est));
     break;
   }
+  /* the end of a phase is a checkpoint: a resumed run skips the whole phase */
+  e->trace_done = e->interrupted ? PETSC_FALSE : PETSC_TRUE;
+  if (e->ckfile[0] && !e->interrupted) PetscCall(NtkEstimatorCheckpointWrite(e));
   PetscCall(PetscLogEventEnd(NTK_EstimateTrace, 0, 0, 0, 0));
   PetscFunctionReturn(PETSC_SUCCESS);
 }

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -132,6 +133,35 @@ PetscErrorCode NtkJSONWrite(MPI_Comm comm, json_object *obj, const char path[])
   code = (int)ierr;
   PetscCallMPI(MPI_Bcast(&code, 1, MPI_INT, 0, comm));
   PetscCall(NtkCheckAll(comm, ierr ? PETSC_FALSE : PETSC_TRUE, code, msg));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkReadFileShared(MPI_Comm comm, const char path[], unsigned char **buf,
+                                 size_t *size)
+{
+  PetscMPIInt rank;
+  long        n = -1;
+
+  PetscFunctionBegin;
+  *buf = NULL;
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (rank == 0) {
+    FILE *f = fopen(path, "rb");
+    if (f && !fseek(f, 0, SEEK_END)) n = ftell(f);
+    if (f && n > 0 && !fseek(f, 0, SEEK_SET)) {
+      PetscCall(PetscCalloc1((size_t)n + 1, buf));
+      if (fread(*buf, 1, (size_t)n, f) != (size_t)n) n = -1;
+    }
+    if (f) (void)fclose(f);
+  }
+  PetscCallMPI(MPI_Bcast(&n, 1, MPI_LONG, 0, comm));
+  if (n <= 0 && rank == 0) PetscCall(PetscFree(*buf));
+  PetscCheck(n > 0, comm, PETSC_ERR_FILE_OPEN, "cannot read %s", path);
+  PetscCheck(n < PETSC_MPI_INT_MAX, comm, PETSC_ERR_FILE_UNEXPECTED, "%s: %ld bytes, too large",
+             path, n);
+  if (rank) PetscCall(PetscCalloc1((size_t)n + 1, buf));
+  PetscCallMPI(MPI_Bcast(*buf, (PetscMPIInt)n, MPI_BYTE, 0, comm));
+  *size = (size_t)n;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
