@@ -11,6 +11,95 @@
 #include "app.h"
 #include <ntk/estimate.h>
 
+typedef struct {
+  NtkApp        *app;
+  PetscLogDouble start, last;
+  const char    *what;
+} Progress;
+
+/* At most two lines a second on rank 0: probe j of m, estimate +- stderr, elapsed, time left. */
+static PetscErrorCode Monitor(NtkEstimator e, const char what[], PetscInt j, PetscInt m,
+                              const NtkEstimate *est, void *ctx)
+{
+  Progress      *p   = (Progress *)ctx;
+  PetscLogDouble now = MPI_Wtime();
+
+  PetscFunctionBegin;
+  /* a new phase started when the previous one last reported */
+  if (what != p->what) p->start = p->last;
+  p->what = what;
+  if (now - p->last < 0.5 && j < m) PetscFunctionReturn(PETSC_SUCCESS);
+  p->last = now;
+  PetscCall(NtkAppPrintf(p->app,
+                         "  %s: probe %" PetscInt_FMT " of %" PetscInt_FMT ", %.6g +- %.2g,"
+                         " %.1f s, at most %.1f s left\n",
+                         what, j, m, (double)est->value, (double)est->err, now - p->start,
+                         (now - p->start) / j * (m - j)));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Checkpoint options of this command (the library's NtkEstimatorSetCheckpoint). */
+static PetscErrorCode CheckpointOptions(NtkApp *app, NtkEstimator est)
+{
+  char     file[PETSC_MAX_PATH_LEN] = "";
+  PetscInt every = 0, stop = 0;
+
+  PetscFunctionBegin;
+  PetscOptionsBegin(app->comm, NULL, "ntkspec estimate (exit status 3: stopped by SIGTERM/SIGUSR1 "
+                    "or -ntk_estimate_stop_after, checkpoint written: run again to resume)", "");
+  PetscCall(PetscOptionsString("-ntk_estimate_checkpoint", "Checkpoint file (JSON) of the "
+                               "finished probes: written on SIGTERM/SIGUSR1 and at the end of each "
+                               "phase, read back when present", "NtkEstimatorSetCheckpoint", file,
+                               file, sizeof(file), NULL));
+  PetscCall(PetscOptionsInt("-ntk_estimate_checkpoint_every", "Also write it every this many "
+                            "probes (0: only on signals and phase ends)",
+                            "NtkEstimatorSetCheckpoint", every, &every, NULL));
+  PetscCall(PetscOptionsInt("-ntk_estimate_stop_after", "Test hook: stop as on SIGTERM once "
+                            "this run has computed this many probes (0: never)",
+                            "NtkEstimatorSetStopAfter", stop, &stop, NULL));
+  PetscOptionsEnd();
+  PetscCall(NtkEstimatorSetCheckpoint(est, file, every));
+  PetscCall(NtkEstimatorSetStopAfter(est, stop));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* What the checkpoint gave this run and what this run computed. */
+static json_object *ResumeJSON(NtkEstimator est, PetscBool interrupted)
+{
+  const char  *file;
+  PetscInt     tp, sp, mv;
+  json_object *o = json_object_new_object();
+
+  (void)NtkEstimatorGetCheckpoint(est, &file, NULL);
+  (void)NtkEstimatorGetResumeInfo(est, &tp, &sp, &mv);
+  json_object_object_add(o, "file", file[0] ? json_object_new_string(file) : NULL);
+  json_object_object_add(o, "interrupted", json_object_new_boolean(interrupted));
+  json_object_object_add(o, "resumed_trace_probes", json_object_new_int64(tp));
+  json_object_object_add(o, "resumed_slq_probes", json_object_new_int64(sp));
+  json_object_object_add(o, "matvecs_this_run", json_object_new_int64(mv));
+  return o;
+}
+
+/* Stopped by a signal: say where the probes are and write a result marked interrupted. */
+static PetscErrorCode Stopped(NtkApp *app, NtkEstimator est, json_object *doc)
+{
+  const char *file;
+  PetscInt    mv;
+
+  PetscFunctionBegin;
+  PetscCall(NtkEstimatorGetCheckpoint(est, &file, NULL));
+  PetscCall(NtkEstimatorGetResumeInfo(est, NULL, NULL, &mv));
+  PetscCall(NtkAppPrintf(app, "stopped by a signal after %" PetscInt_FMT " products in this run;"
+                         " finished probes in %s: run the same command to resume (exit status "
+                         "%d)\n", mv, file, NTK_EXIT_INTERRUPTED));
+  PetscCall(NtkAppDescribe(app, doc));
+  json_object_object_add(doc, "interrupted", json_object_new_boolean(1));
+  json_object_object_add(doc, "checkpoint", ResumeJSON(est, PETSC_TRUE));
+  PetscCall(NtkAppWriteResult(app, doc));
+  NtkAppExitStatus = NTK_EXIT_INTERRUPTED;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 static PetscErrorCode Report(NtkApp *app, const char name[], const NtkEstimate *e)
 {
   PetscFunctionBegin;
@@ -28,7 +117,7 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm comm)
   PetscReal    sn, sne, nz, nze;
   PetscInt64   seed;
   const char  *dens;
-  NtkAppProgress prog = {0};
+  Progress     prog = {0};
   PetscBool    help, stopped;
   PetscInt     rt, rs, mv;
   json_object *doc = json_object_new_object(), *o;
@@ -48,7 +137,7 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm comm)
   PetscCall(NtkEstimatorSetUp(est));
   prog.app  = &app;
   prog.last = MPI_Wtime();
-  PetscCall(NtkEstimatorSetMonitor(est, NtkAppEstimatorMonitor, &prog));
+  PetscCall(NtkEstimatorSetMonitor(est, Monitor, &prog));
   if (!app.quiet) PetscCall(NtkEstimatorView(est, NULL));
 
   /* trace by the chosen method; the exact trace normalises the entropy */
