@@ -65,6 +65,27 @@ static void Describe(const NtkPosition *p, json_object *doc)
   json_object_object_add(doc, "spectral_measure", m);
 }
 
+typedef struct {
+  NtkApp        *app;
+  PetscLogDouble start, last;
+} Progress;
+
+/* SLQ probes of the rank position and alignment: at most one line a second on rank 0. */
+static PetscErrorCode Monitor(NtkEstimator e, const char what[], PetscInt j, PetscInt m,
+                              const NtkEstimate *est, void *ctx)
+{
+  Progress      *p   = (Progress *)ctx;
+  PetscLogDouble now = MPI_Wtime();
+
+  PetscFunctionBegin;
+  if (now - p->last < 1.0 && j < m) PetscFunctionReturn(PETSC_SUCCESS);
+  p->last = now;
+  PetscCall(NtkAppPrintf(p->app, "  %s: probe %" PetscInt_FMT " of %" PetscInt_FMT ", %.6g +- %.2g,"
+                         " %.1f s, about %.0f s left\n", what, j, m, (double)est->value,
+                         (double)est->err, now - p->start, (now - p->start) / j * (m - j)));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 PetscErrorCode NtkCmdPosition(MPI_Comm comm)
 {
   NtkApp       app;
@@ -74,6 +95,7 @@ PetscErrorCode NtkCmdPosition(MPI_Comm comm)
   PetscBool    slq   = PETSC_TRUE, help;
   PetscInt64   seed;
   NtkPosition  pos = {0};
+  Progress     prog = {0};
   json_object *doc = json_object_new_object();
 
   PetscFunctionBegin;
@@ -97,6 +119,9 @@ PetscErrorCode NtkCmdPosition(MPI_Comm comm)
     PetscFunctionReturn(PETSC_SUCCESS);
   }
   PetscCall(NtkEstimatorSetUp(est));
+  prog.app   = &app;
+  prog.start = prog.last = MPI_Wtime();
+  PetscCall(NtkEstimatorSetMonitor(est, Monitor, &prog));
   PetscCall(NtkPositionCompute(app.op, loss, slq ? est : NULL, steps, &pos));
   PetscCall(Print(&app, &pos));
   PetscCall(NtkEstimatorGetSeed(est, &seed));

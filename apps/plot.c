@@ -81,7 +81,7 @@ PetscErrorCode NtkPlotCurves(MPI_Comm comm, const NtkPlot *p, PetscInt n, const 
 {
   PetscMPIInt rank;
   int         err = 0;
-  char        msg[PETSC_MAX_PATH_LEN + 128] = "";
+  char        msg[3 * PETSC_MAX_PATH_LEN] = "";
 
   PetscFunctionBegin;
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
