@@ -90,8 +90,9 @@ PetscErrorCode NtkNetStateJVP(NtkNet net, const NtkNetState *st, PetscInt r0, Pe
     PetscCall(SetRowsToBias(B, no, tth + ly->boff, out));
     PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, Ain, ni, tth + ly->woff, ni, 1.0,
                    out, no));
-    if (tA) PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, tA, ni, th + ly->woff, ni,
-                           1.0, out, no));
+    if (tA)
+      PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, tA, ni, th + ly->woff, ni, 1.0,
+                     out, no));
     if (l < net->L) {
       const PetscScalar *D = st->D[l] + r0 * no;
       for (PetscInt k = 0; k < B * no; k++) out[k] *= D[k];
