@@ -30,6 +30,7 @@ typedef struct {
   char     csv[PLOT_MAX][PETSC_MAX_PATH_LEN]; /* data of each curve */
   char     label[PLOT_MAX][64];
   int      tmp[PLOT_MAX];                     /* 1: a temporary file of ours, removed after */
+  size_t   count[PLOT_MAX];                   /* eigenvalues in each curve */
   int      column;
   char     msg[PETSC_MAX_PATH_LEN + 256];
 } PlotSet;
@@ -66,7 +67,8 @@ static int WriteEigen(PlotSet *s, const char *stem, double *v, size_t n, double 
                  (int)s->n);
   f = fopen(s->csv[s->n], "w");
   if (!f) return Fail(s, "cannot write a temporary file next to the plot", s->csv[s->n]);
-  s->tmp[s->n] = 1;
+  s->tmp[s->n]   = 1;
+  s->count[s->n] = n;
   (void)fprintf(f, "index,lambda\n");
   for (size_t k = 0; k < n; k++)
     if (v[k] > floor) (void)fprintf(f, "%ld,%.17g\n", off + (long)k + 1, v[k]);
@@ -180,6 +182,18 @@ static int AddSweep(PlotSet *s, const char *dir, const char *value)
   return 0;
 }
 
+static void Swap(PlotSet *s, PetscInt a, PetscInt b)
+{
+  char   csv[PETSC_MAX_PATH_LEN], label[64];
+  int    tmp = s->tmp[a];
+  size_t count = s->count[a];
+
+  (void)memcpy(csv, s->csv[a], sizeof(csv)), (void)memcpy(label, s->label[a], sizeof(label));
+  (void)memcpy(s->csv[a], s->csv[b], sizeof(csv)), (void)memcpy(s->label[a], s->label[b], 64);
+  (void)memcpy(s->csv[b], csv, sizeof(csv)), (void)memcpy(s->label[b], label, 64);
+  s->tmp[a] = s->tmp[b], s->tmp[b] = tmp, s->count[a] = s->count[b], s->count[b] = count;
+}
+
 /* Rank 0: sort the inputs into curves of one kind. */
 static int Collect(PlotSet *s, char *inputs, const char *value, const char *stem)
 {
@@ -200,7 +214,11 @@ static int Collect(PlotSet *s, char *inputs, const char *value, const char *stem
       return Fail(s, "inputs of different kinds cannot share one picture", in);
     s->kind = kind;
   }
-  if (s->kind == KIND_EIGEN) s->column = 2;
+  if (s->kind == KIND_EIGEN) { /* the longest spectra first, so that short ones stay visible */
+    s->column = 2;
+    for (PetscInt i = 1; i < s->n; i++)
+      for (PetscInt j = i; j > 0 && s->count[j] > s->count[j - 1]; j--) Swap(s, j, j - 1);
+  }
   return s->n ? 0 : Fail(s, "nothing to plot", "-ntk_plot_input");
 }
 
