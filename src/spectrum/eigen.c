@@ -180,7 +180,9 @@ static PetscErrorCode PairsFree(Pairs *pr)
 /*
   Basis size of the tail solve: as wide as memory allows, since every restart of a Lanczos-type
   method on an ill-conditioned spectrum discards progress towards its smallest eigenvalues. The
-  automatic size is min(m, 2048), lowered to keep the basis under 2 GB per rank.
+  automatic size is min(m, 2048), lowered to keep the basis under 2 GB per rank; an operator of
+  dimension m <= 4096 gets the whole space (m products, no restart), which also carries a tail
+  past a zero cluster wider than 2048.
 */
 static PetscErrorCode TailNcv(NtkSpectrum sp, PetscInt m, PetscInt k, PetscInt *ncv)
 {
@@ -191,7 +193,7 @@ static PetscErrorCode TailNcv(NtkSpectrum sp, PetscInt m, PetscInt k, PetscInt *
   PetscCallMPI(MPI_Comm_size(sp->comm, &size));
   fit  = 2e9 * size / (sizeof(PetscScalar) * (PetscReal)m);
   *ncv = sp->tail_ncv;
-  if (*ncv == PETSC_DEFAULT) *ncv = (PetscInt)PetscMin(2048.0, fit);
+  if (*ncv == PETSC_DEFAULT) *ncv = (PetscInt)PetscMin(m <= 4096 ? (PetscReal)m : 2048.0, fit);
   *ncv = PetscMin(m, PetscMax(*ncv, 2 * k + 1));
   PetscFunctionReturn(PETSC_SUCCESS);
 }

@@ -165,7 +165,7 @@ PetscErrorCode NtkSpectrumSetFromOptions(NtkSpectrum sp)
                              "SVD of J)", "NtkSpectrumSetMethod", NtkSpectrumMethods,
                              (PetscEnum)sp->method, (PetscEnum *)&sp->method, NULL));
   PetscCall(PetscOptionsInt("-ntk_spectrum_tail_ncv", "Basis size of the tail solve "
-                            "(default: min(dimension, 2048), at most 2 GB per rank)",
+                            "(default: the dimension up to 4096, else 2048; at most 2 GB per rank)",
                             "NtkSpectrumSetTailNcv", sp->tail_ncv, &sp->tail_ncv, NULL));
   PetscCall(PetscOptionsString("-ntk_spectrum_vectors", "Write the eigenvectors (PETSc binary, "
                                "leading then tail) to this file", "NtkSpectrumSetVectorsFile",
