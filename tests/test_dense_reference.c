@@ -120,7 +120,7 @@ static PetscErrorCode RunCase(NtkKernelVariant v)
   const NtkDataShard *sh;
   Mat                 Kd;
   PetscScalar        *J, *Kr;
-  PetscReal          *ev, *eig, err, scale, trace;
+  PetscReal          *ev, *eig, err = 0, scale, trace;
   PetscInt            P, n, m;
   NtkSpectrumSummary  sum;
   char                what[128];
