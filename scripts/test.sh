@@ -16,6 +16,8 @@ meson test -C build --print-errorlogs --num-processes 2 "$@" || status=$?
 passed=$(grep -c '"result": "OK"' build/meson-logs/testlog.json || true)
 failed=$(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR)"' build/meson-logs/testlog.json || true)
 echo "$passed passed, $failed failed"
+total_passed=$passed
+total_failed=$failed
 [ "$sanitizers" = 1 ] || exit $status
 
 # Sanitisers: Open MPI keeps memory it never frees and unloads its plug-ins before the leak check
@@ -30,6 +32,8 @@ ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print
 passed=$(grep -c '"result": "OK"' build-asan/meson-logs/testlog.json || true)
 failed=$(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR)"' build-asan/meson-logs/testlog.json || true)
 echo "sanitisers: $passed passed, $failed failed"
+total_passed=$((total_passed + passed))
+total_failed=$((total_failed + failed))
 
 # Fuzzing: each harness for a short fixed time from its seed corpus (tests/fuzz/meson.build).
 [ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz --buildtype=debugoptimized \
@@ -39,4 +43,7 @@ meson test -C build-fuzz --print-errorlogs --num-processes 2 --suite fuzz || sta
 passed=$(grep -c '"result": "OK"' build-fuzz/meson-logs/testlog.json || true)
 failed=$(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR)"' build-fuzz/meson-logs/testlog.json || true)
 echo "fuzzing: $passed passed, $failed failed"
+total_passed=$((total_passed + passed))
+total_failed=$((total_failed + failed))
+echo "total: $total_passed passed, $total_failed failed"
 exit $status
