@@ -16,6 +16,11 @@
       training CSV, sweep folder) to a file that starts with the PNG signature (or is SVG when
       gnuplot has no PNG terminal), fails with a message on a missing input, and names the Debian
       package when gnuplot cannot be found.
+  test_docs.py export   NTKSPEC SRCDIR
+      scripts/export_torch.py writes a PyTorch nn.Sequential MLP (GELU, float64) that ntkspec reads
+      back with the same exact trace Tr K = sum_{i,c} |grad f_c(x_i)|^2 as PyTorch's autograd on
+      20 Fashion-MNIST images (relative 1e-12), and refuses a model it cannot run. Skipped
+      (status 77) without PyTorch.
 Exit status is the verdict.
 """
 import json
@@ -234,12 +239,60 @@ def check_plot(ntkspec, mpiexec, src):
     return 0
 
 
+def check_export(ntkspec, src):
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed for %s: skipped" % sys.executable)
+        return 77
+    import gzip
+    sys.path.insert(0, os.path.join(src, "scripts"))
+    from export_torch import export
+    torch.manual_seed(1)
+    lin = torch.nn.Linear
+    model = torch.nn.Sequential(lin(784, 16), torch.nn.GELU(), lin(16, 16), torch.nn.GELU(),
+                                lin(16, 10)).double()
+    images = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+    with gzip.open(os.environ.get("NTK_FASHION_MNIST_DIR", os.path.dirname(images)) + "/" +
+                   os.path.basename(images)) as f:
+        f.read(16)
+        x = torch.tensor(list(f.read(20 * 784)), dtype=torch.float64).reshape(20, 784) / 255
+    ref = 0.0
+    for i in range(20):
+        for c in range(10):
+            model.zero_grad()
+            model(x[i:i + 1])[0, c].backward()
+            ref += sum(float((p.grad ** 2).sum()) for p in model.parameters())
+    with tempfile.TemporaryDirectory() as d:
+        export(model, os.path.join(d, "m.safetensors"))
+        r = run([ntkspec, "estimate", "-ntk_net_file", "m.safetensors", "-ntk_data_samples", "20",
+                 "-ntk_estimate_probes", "4", "-ntk_output", "m.json", "-ntk_quiet"], cwd=d)
+        if r.returncode:
+            print("FAIL: ntkspec on the exported model: %s" % r.stderr)
+            return 1
+        got = json.load(open(os.path.join(d, "m.json")))["trace_exact"]
+        bad = torch.nn.Sequential(lin(4, 4), torch.nn.Tanh(), lin(4, 4), torch.nn.ReLU(), lin(4, 2))
+        try:
+            export(bad, os.path.join(d, "bad.safetensors"))
+            print("FAIL: a model with two activation types was exported")
+            return 1
+        except ValueError as e:
+            print("refused as expected: %s" % e)
+    if abs(got - ref) > 1e-12 * abs(ref):
+        print("FAIL: Tr K from ntkspec %.17g, from PyTorch %.17g" % (got, ref))
+        return 1
+    print("exported model: Tr K %.17g (ntkspec) vs %.17g (PyTorch)" % (got, ref))
+    return 0
+
+
 def main(argv):
     mode = argv[1]
     if mode == "options":
         return check_options(os.path.abspath(argv[2]), argv[3])
     if mode == "examples":
         return check_examples(os.path.abspath(argv[2]), argv[3], argv[4], argv[5])
+    if mode == "export":
+        return check_export(os.path.abspath(argv[2]), argv[3])
     if mode == "plot":
         return check_plot(os.path.abspath(argv[2]), argv[3], argv[4])
     print("unknown mode %s" % mode)
