@@ -3,6 +3,9 @@
   matrix-free by SLEPc (see src/spectrum/eigen.c for the methods), each with its true residual,
   the null space dimension, and the kernel products spent. SLEPc's options keep working: -eps_* and
   -svd_* steer the leading solve, -tail_eps_* and -tail_svd_* the tail solve.
+  With -ntk_spectrum_checkpoint <file>, SIGTERM or SIGUSR1 stops the solve at its next restart with
+  its state in the file, and the exit status is 3 (NTK_EXIT_INTERRUPTED); the same command run
+  again skips a finished leading phase and restarts the stopped one from its saved Ritz vectors.
 */
 #include "app.h"
 #include <ntk/spectrum.h>
@@ -31,6 +34,46 @@ static PetscErrorCode PrintPairs(NtkApp *app, const char *what, PetscInt n, cons
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/* What the checkpoint gave this run and what this run computed. */
+static json_object *CheckpointJSON(NtkSpectrum sp)
+{
+  const char  *file;
+  PetscBool    read, stopped;
+  PetscInt     mv;
+  json_object *o = json_object_new_object();
+
+  (void)NtkSpectrumGetCheckpoint(sp, &file);
+  (void)NtkSpectrumGetResumeInfo(sp, &read, &mv);
+  (void)NtkSpectrumGetInterrupted(sp, &stopped);
+  json_object_object_add(o, "file", file[0] ? json_object_new_string(file) : NULL);
+  json_object_object_add(o, "read", json_object_new_boolean(read));
+  json_object_object_add(o, "interrupted", json_object_new_boolean(stopped));
+  json_object_object_add(o, "products_this_run", json_object_new_int64(mv));
+  return o;
+}
+
+/* Stopped by a signal: say where the state is and write a result marked interrupted. */
+static PetscErrorCode Stopped(NtkApp *app, NtkSpectrum sp)
+{
+  const char  *file;
+  PetscInt     mv;
+  json_object *doc = json_object_new_object();
+
+  PetscFunctionBegin;
+  PetscCall(NtkSpectrumGetCheckpoint(sp, &file));
+  PetscCall(NtkSpectrumGetResumeInfo(sp, NULL, &mv));
+  PetscCall(NtkAppPrintf(app, "stopped by a signal after %" PetscInt_FMT " products in this run;"
+                         " state in %s: run the same command to resume (exit status %d)\n", mv,
+                         file, NTK_EXIT_INTERRUPTED));
+  PetscCall(NtkAppDescribe(app, doc));
+  json_object_object_add(doc, "interrupted", json_object_new_boolean(1));
+  json_object_object_add(doc, "checkpoint", CheckpointJSON(sp));
+  PetscCall(NtkAppWriteResult(app, doc));
+  json_object_put(doc);
+  NtkAppExitStatus = NTK_EXIT_INTERRUPTED;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 PetscErrorCode NtkCmdSpectrum(MPI_Comm comm)
 {
   NtkApp              app;
@@ -56,6 +99,14 @@ PetscErrorCode NtkCmdSpectrum(MPI_Comm comm)
     PetscFunctionReturn(PETSC_SUCCESS);
   }
   PetscCall(NtkSpectrumSolve(sp));
+  PetscCall(NtkSpectrumGetInterrupted(sp, &known));
+  if (known) {
+    json_object_put(doc), json_object_put(cost), json_object_put(meth);
+    PetscCall(Stopped(&app, sp));
+    PetscCall(NtkSpectrumDestroy(&sp));
+    PetscCall(NtkAppDestroy(&app));
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
 
   PetscCall(NtkSpectrumGetNev(sp, &nreq));
   PetscCall(NtkSpectrumGetTail(sp, &treq));
@@ -90,6 +141,7 @@ PetscErrorCode NtkCmdSpectrum(MPI_Comm comm)
   if (treq) json_object_object_add(meth, "tail", json_object_new_string(mtail));
   json_object_object_add(doc, "method", meth);
   json_object_object_add(doc, "seed", json_object_new_int64(seed));
+  json_object_object_add(doc, "checkpoint", CheckpointJSON(sp));
   PetscCall(NtkAppWriteResult(&app, doc));
   json_object_put(doc);
   PetscCall(NtkSpectrumDestroy(&sp));

@@ -89,7 +89,7 @@ PetscErrorCode NtkSpectrumCreate(NtkOp op, NtkSpectrum *sp)
 }
 
 /* Kernel-product equivalents so far: a full-kernel product is one JVP plus one VJP. */
-static PetscErrorCode Products(NtkSpectrum sp, PetscInt *n)
+PetscErrorCode NtkSpectrumProducts(NtkSpectrum sp, PetscInt *n)
 {
   PetscInt         nk, nj;
   NtkKernelVariant v;
@@ -112,7 +112,7 @@ static PetscErrorCode Progress(NtkSpectrum sp, PetscInt its, PetscInt nconv, Pet
   if (now - sp->tlast < 1.0 && nconv == sp->lastconv) PetscFunctionReturn(PETSC_SUCCESS);
   sp->tlast    = now;
   sp->lastconv = nconv;
-  PetscCall(Products(sp, &prod));
+  PetscCall(NtkSpectrumProducts(sp, &prod));
   PetscCall(PetscPrintf(sp->comm, "  %-7s it %4" PetscInt_FMT "  converged %3" PetscInt_FMT
                         "  products %6" PetscInt_FMT "  %8.1f s  next %.6e (error %.1e)\n",
                         sp->phase, its, nconv, prod, now - sp->t0, (double)val, (double)err));
@@ -225,6 +225,15 @@ static PetscErrorCode Window(NtkSpectrum sp, EPS eps, SVD svd, PetscInt nconv, P
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/* The operator iterated on: G restricted to the live parameters, or K. */
+PetscErrorCode NtkSpectrumOperator(NtkSpectrum sp, PetscBool param, Mat *A)
+{
+  PetscFunctionBegin;
+  if (param) *A = sp->Gop;
+  else PetscCall(NtkOpGetKernelMat(sp->op, A));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 /* k eigenpairs of K (output side) or G (parameter side, u = J v / |J v|) by Krylov-Schur. */
 static PetscErrorCode RunEPS(NtkSpectrum sp, PetscBool param, PetscBool tail, PetscInt k,
                              Pairs *pr)
@@ -235,8 +244,7 @@ static PetscErrorCode RunEPS(NtkSpectrum sp, PetscBool param, PetscBool tail, Pe
   PetscInt m, nconv, ncv = PETSC_DEFAULT;
 
   PetscFunctionBegin;
-  if (param) A = sp->Gop;
-  else PetscCall(NtkOpGetKernelMat(sp->op, &A));
+  PetscCall(NtkSpectrumOperator(sp, param, &A));
   PetscCall(NtkOpGetJacobian(sp->op, &J));
   PetscCall(MatGetSize(A, &m, NULL));
   PetscCall(EPSCreate(sp->comm, &eps));
@@ -250,8 +258,18 @@ static PetscErrorCode RunEPS(NtkSpectrum sp, PetscBool param, PetscBool tail, Pe
   PetscCall(EPSSetTolerances(eps, sp->tol, sp->max_it));
   if (tail) PetscCall(EPSSetConvergenceTestFunction(eps, ConvAbsEPS, sp, NULL));
   if (sp->monitor) PetscCall(EPSMonitorSet(eps, MonitorEPS, sp, NULL));
+  if (sp->ckfile[0]) PetscCall(EPSSetStoppingTestFunction(eps, NtkSpectrumStopEPS, sp, NULL));
+  /* resuming this phase: start from the sum of its saved Ritz vectors (checkpoint.c) */
+  if (sp->ckstart && sp->ckphase == (PetscInt)tail) {
+    PetscCall(EPSSetInitialSpace(eps, 1, &sp->ckstart));
+    PetscCall(VecDestroy(&sp->ckstart));
+  }
   PetscCall(EPSSetFromOptions(eps));
   PetscCall(EPSSolve(eps));
+  if (sp->interrupted) { /* stopped by a signal: the Ritz vectors are in sp->ck */
+    PetscCall(EPSDestroy(&eps));
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
   PetscCall(EPSGetConverged(eps, &nconv));
   PetscCall(PetscSNPrintf(sp->desc[tail], sizeof(sp->desc[tail]), "eps:krylovschur:%s",
                           param ? "parameter" : "output"));
@@ -478,6 +496,7 @@ static PetscErrorCode SolveTail(NtkSpectrum sp, PetscBool param, PetscInt NC, Pe
   pr->thr = sp->lmax * PetscMax(10 * m * PETSC_MACHINE_EPSILON, sp->tol);
   for (PetscInt round = 0;; round++) {
     PetscCall(Run(sp, param, PETSC_TRUE, PetscMin(k, m), pr));
+    if (sp->interrupted) PetscFunctionReturn(PETSC_SUCCESS);
     if (pr->n >= sp->ntail || k >= m || pr->nconv < PetscMin(k, m) || round == 3) break;
     PetscCall(PetscInfo(NULL, "tail solve met %" PetscInt_FMT " zeros; again\n", pr->nz));
     k = PetscMin(m, sp->ntail + 2 * pr->nz + 16);
@@ -543,33 +562,18 @@ static PetscErrorCode WriteVectors(NtkSpectrum sp)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-PetscErrorCode NtkSpectrumSolve(NtkSpectrum sp)
+/* The leading pairs; at least one, since lambda_max scales the tail's tests. */
+static PetscErrorCode SolveLeading(NtkSpectrum sp, PetscBool param)
 {
-  Mat       J;
   Pairs     pr = {0};
-  PetscInt  NC, P, p0, p1, p2, p3;
   PetscReal scale;
-  PetscBool param = PETSC_FALSE;
 
   PetscFunctionBegin;
-  PetscCall(PetscLogEventBegin(NTK_SpectrumSolve, 0, 0, 0, 0));
-  PetscCall(NtkOpGetJacobian(sp->op, &J));
-  PetscCall(MatGetSize(J, NULL, &P));
-  {
-    Mat K;
-    PetscCall(NtkOpGetKernelMat(sp->op, &K));
-    PetscCall(MatGetSize(K, &NC, NULL));
-  }
-  PetscCall(NtkOpGetScale(sp->op, &scale));
-  PetscCall(ChooseSide(sp, NC, P, &param));
-  if (param && sp->method == NTK_SPECTRUM_EPS) PetscCall(SetUpParameterSide(sp, P));
-  sp->t0 = sp->tlast = MPI_Wtime();
-  PetscCall(Products(sp, &p0));
-
-  /* leading pairs; at least one, since lambda_max scales the tail's tests */
   PetscCall(Run(sp, param, PETSC_FALSE, PetscMax(sp->nev, 1), &pr));
+  if (sp->interrupted) PetscFunctionReturn(PETSC_SUCCESS);
   PetscCheck(pr.n >= 1, sp->comm, PETSC_ERR_CONV_FAILED, "no eigenvalue converged: raise "
              "-ntk_spectrum_max_it or -ntk_spectrum_tol (now %g)", (double)sp->tol);
+  PetscCall(NtkOpGetScale(sp->op, &scale));
   sp->lmax   = pr.val[0];
   sp->sigmax = PetscSqrtReal(sp->lmax / scale);
   sp->nlead  = PetscMin(sp->nev, pr.n);
@@ -579,25 +583,74 @@ PetscErrorCode NtkSpectrumSolve(NtkSpectrum sp)
     PetscCall(VecDuplicate(pr.u[i], &sp->ulead[i]));
     PetscCall(VecCopy(pr.u[i], sp->ulead[i]));
   }
+  sp->lead_done = PETSC_TRUE;
   PetscCall(PairsFree(&pr));
-  PetscCall(Products(sp, &p1));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* With a checkpoint file: refuse the unsupported, read it back, and catch SIGTERM/SIGUSR1. */
+static PetscErrorCode SetUpCheckpoint(NtkSpectrum sp, PetscBool param, PetscInt NC, PetscInt P)
+{
+  PetscFunctionBegin;
+  if (!sp->ckfile[0]) PetscFunctionReturn(PETSC_SUCCESS);
+  PetscCheck(sp->method == NTK_SPECTRUM_EPS, sp->comm, PETSC_ERR_SUP,
+             "-ntk_spectrum_checkpoint works with -ntk_spectrum_method eps, not svd");
+  PetscCall(NtkSpectrumCheckpointLoad(sp, param, NC, P));
+  if (!sp->signals) PetscCall(NtkSignalInstall());
+  sp->signals = PETSC_TRUE;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSolve(NtkSpectrum sp)
+{
+  Mat       J, K;
+  Pairs     pr = {0};
+  PetscInt  NC, P, p0, p1, p2, p3;
+  PetscReal scale;
+  PetscBool param = PETSC_FALSE;
+
+  PetscFunctionBegin;
+  PetscCall(PetscLogEventBegin(NTK_SpectrumSolve, 0, 0, 0, 0));
+  PetscCall(NtkOpGetJacobian(sp->op, &J));
+  PetscCall(MatGetSize(J, NULL, &P));
+  PetscCall(NtkOpGetKernelMat(sp->op, &K));
+  PetscCall(MatGetSize(K, &NC, NULL));
+  PetscCall(NtkOpGetScale(sp->op, &scale));
+  PetscCall(ChooseSide(sp, NC, P, &param));
+  if (param && sp->method == NTK_SPECTRUM_EPS) PetscCall(SetUpParameterSide(sp, P));
+  sp->t0 = sp->tlast = MPI_Wtime();
+  PetscCall(NtkSpectrumProducts(sp, &p0));
+  sp->pstart = p0;
+  PetscCall(SetUpCheckpoint(sp, param, NC, P));
+
+  /* leading pairs, unless a checkpoint holds them */
+  if (sp->lead_done) sp->sigmax = PetscSqrtReal(sp->lmax / scale);
+  else PetscCall(SolveLeading(sp, param));
+  PetscCall(NtkSpectrumProducts(sp, &p1));
 
   /* tail pairs and the null space */
   sp->nulldim    = (NC > P ? NC - P : 0) + (param ? sp->ndead : 0);
   sp->null_known = PETSC_FALSE;
-  if (sp->ntail) {
+  if (sp->ntail && !sp->interrupted) {
     PetscCall(SolveTail(sp, param, NC, P, &pr));
     PetscCall(PairsFree(&pr));
   }
-  PetscCall(Products(sp, &p2));
+  PetscCall(NtkSpectrumProducts(sp, &p2));
+  if (sp->interrupted) {
+    PetscCall(NtkSpectrumCheckpointWrite(sp, param, sp->lead_done));
+    sp->pthis = p2 - p0;
+    PetscCall(PetscLogEventEnd(NTK_SpectrumSolve, 0, 0, 0, 0));
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
 
   /* true residuals with one more product each */
   PetscCall(Residuals(sp, sp->nlead, sp->lead, sp->ulead));
   PetscCall(Residuals(sp, sp->ntailf, sp->tail, sp->utail));
-  PetscCall(Products(sp, &p3));
+  PetscCall(NtkSpectrumProducts(sp, &p3));
   sp->cost[0] = p1 - p0;
   sp->cost[1] = p2 - p1;
   sp->cost[2] = p3 - p2;
+  sp->pthis   = p3 - p0;
   if (sp->vecfile[0]) PetscCall(WriteVectors(sp));
   PetscCall(PetscLogEventEnd(NTK_SpectrumSolve, 0, 0, 0, 0));
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -655,6 +708,8 @@ PetscErrorCode NtkSpectrumDestroy(NtkSpectrum *sp)
   for (PetscInt i = 0; i < s->ntailf; i++) PetscCall(VecDestroy(&s->utail[i]));
   if (s->lead) PetscCall(PetscFree2(s->lead, s->ulead));
   if (s->tail) PetscCall(PetscFree2(s->tail, s->utail));
+  PetscCall(NtkSpectrumCheckpointReset(s));
+  if (s->signals) PetscCall(NtkSignalRestore());
   PetscCall(MatDestroy(&s->Gop));
   PetscCall(VecScatterDestroy(&s->live));
   PetscCall(VecDestroy(&s->xfull));

@@ -144,6 +144,44 @@ PetscErrorCode NtkSpectrumGetMonitor(NtkSpectrum sp, PetscBool *flg)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+PetscErrorCode NtkSpectrumSetCheckpoint(NtkSpectrum sp, const char file[])
+{
+  PetscFunctionBegin;
+  PetscCall(PetscStrncpy(sp->ckfile, file ? file : "", sizeof(sp->ckfile)));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetCheckpoint(NtkSpectrum sp, const char *file[])
+{
+  PetscFunctionBegin;
+  *file = sp->ckfile;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumSetStopAfter(NtkSpectrum sp, PetscInt products)
+{
+  PetscFunctionBegin;
+  PetscCheck(products >= 0, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_spectrum_stop_after %" PetscInt_FMT " must be >= 0", products);
+  sp->stop_after = products;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetInterrupted(NtkSpectrum sp, PetscBool *flg)
+{
+  PetscFunctionBegin;
+  *flg = sp->interrupted;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkSpectrumGetResumeInfo(NtkSpectrum sp, PetscBool *read, PetscInt *products)
+{
+  PetscFunctionBegin;
+  if (read) *read = sp->ckread;
+  if (products) *products = sp->pthis;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 PetscErrorCode NtkSpectrumSetFromOptions(NtkSpectrum sp)
 {
   PetscFunctionBegin;
@@ -170,11 +208,21 @@ PetscErrorCode NtkSpectrumSetFromOptions(NtkSpectrum sp)
   PetscCall(PetscOptionsString("-ntk_spectrum_vectors", "Write the eigenvectors (PETSc binary, "
                                "leading then tail) to this file", "NtkSpectrumSetVectorsFile",
                                sp->vecfile, sp->vecfile, sizeof(sp->vecfile), NULL));
+  PetscCall(PetscOptionsString("-ntk_spectrum_checkpoint", "Checkpoint file (JSON, vectors in "
+                               "<file>.vec): written on SIGTERM/SIGUSR1, read back when present",
+                               "NtkSpectrumSetCheckpoint", sp->ckfile, sp->ckfile,
+                               sizeof(sp->ckfile), NULL));
+  PetscCall(PetscOptionsInt("-ntk_spectrum_stop_after", "Test hook: stop as on SIGTERM once this "
+                            "run has spent this many kernel products (0: never)",
+                            "NtkSpectrumSetStopAfter", sp->stop_after, &sp->stop_after, NULL));
   PetscOptionsEnd();
   PetscCall(NtkSpectrumSetNev(sp, sp->nev));
   PetscCall(NtkSpectrumSetTail(sp, sp->ntail));
   PetscCall(NtkSpectrumSetTolerance(sp, sp->tol));
   PetscCall(NtkSpectrumSetMaxIt(sp, sp->max_it));
   PetscCall(NtkSpectrumSetTailNcv(sp, sp->tail_ncv));
+  PetscCall(NtkSpectrumSetStopAfter(sp, sp->stop_after));
+  PetscCheck(sp->ckfile[0] || !sp->stop_after, sp->comm, PETSC_ERR_ARG_WRONG,
+             "-ntk_spectrum_stop_after needs a checkpoint file (-ntk_spectrum_checkpoint)");
   PetscFunctionReturn(PETSC_SUCCESS);
 }

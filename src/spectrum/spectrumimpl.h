@@ -2,6 +2,7 @@
 #pragma once
 #include <ntk/spectrum.h>
 #include <ntk/sys.h>
+#include <slepceps.h>
 
 struct _p_NtkSpectrum {
   MPI_Comm          comm;
@@ -29,4 +30,20 @@ struct _p_NtkSpectrum {
   PetscInt          ndead;
   VecScatter        live;
   Vec               xfull, gfull;
+  /* checkpoint (checkpoint.c): file, test stop, state of this run and what was read back */
+  char              ckfile[PETSC_MAX_PATH_LEN];
+  PetscInt          stop_after, pstart, pthis;
+  PetscBool         interrupted, ckread, lead_done, signals;
+  PetscInt          nck;    /* Ritz vectors of the stopped solve (operator space) */
+  Vec              *ck;
+  PetscInt          ckphase; /* phase the read-back start vector belongs to: 0 leading, 1 tail */
+  Vec               ckstart;
 };
+
+PETSC_INTERN PetscErrorCode NtkSpectrumProducts(NtkSpectrum, PetscInt *);
+PETSC_INTERN PetscErrorCode NtkSpectrumOperator(NtkSpectrum, PetscBool, Mat *);
+PETSC_INTERN PetscErrorCode NtkSpectrumStopEPS(EPS, PetscInt, PetscInt, PetscInt, PetscInt,
+                                               EPSConvergedReason *, void *);
+PETSC_INTERN PetscErrorCode NtkSpectrumCheckpointLoad(NtkSpectrum, PetscBool, PetscInt, PetscInt);
+PETSC_INTERN PetscErrorCode NtkSpectrumCheckpointWrite(NtkSpectrum, PetscBool, PetscBool);
+PETSC_INTERN PetscErrorCode NtkSpectrumCheckpointReset(NtkSpectrum);
