@@ -222,6 +222,43 @@ static int Collect(PlotSet *s, char *inputs, const char *value, const char *stem
   return s->n ? 0 : Fail(s, "nothing to plot", "-ntk_plot_input");
 }
 
+/* The first input without its extension, or <folder>/<value> for a sweep folder. */
+static void DefaultStem(const char *inputs, const char *value, char *stem, size_t len)
+{
+  struct stat st;
+
+  (void)snprintf(stem, len, "%s", inputs);
+  stem[strcspn(stem, ",")] = 0;
+  if (!stat(stem, &st) && S_ISDIR(st.st_mode)) {
+    size_t used = strlen(stem);
+    (void)snprintf(stem + used, len - used, "/%s", value);
+  } else {
+    char *dot = strrchr(stem, '.'), *slash = strrchr(stem, '/');
+    if (dot && (!slash || dot > slash)) *dot = 0;
+  }
+}
+
+/* Axis labels, scales and the default title of each kind of picture. */
+static void Axes(PlotKind kind, const char *value, NtkPlot *p, char *title, size_t tl,
+                 char *ylabel, size_t yl)
+{
+  if (kind == KIND_EIGEN) {
+    p->xlabel = "index k (1 = largest)";
+    (void)snprintf(ylabel, yl, "eigenvalue lambda_k");
+    if (!title[0]) (void)snprintf(title, tl, "eigenvalues of the kernel");
+  } else if (kind == KIND_DENSITY) {
+    p->xlabel = "eigenvalue lambda", p->logy = PETSC_FALSE;
+    (void)snprintf(ylabel, yl, "density per decade of lambda");
+    if (!title[0]) (void)snprintf(title, tl, "spectral density (SLQ)");
+  } else {
+    p->logy = (PetscBool)(strcmp(value, "test_acc") && strcmp(value, "train_acc"));
+    (void)snprintf(ylabel, yl, "%s", value);
+    if (!title[0]) (void)snprintf(title, tl, "%s during training", value);
+  }
+  for (char *c = ylabel; *c; c++) if (*c == '_') *c = ' '; /* no gnuplot subscripts */
+  for (char *c = title; *c; c++) if (*c == '_') *c = ' ';
+}
+
 PetscErrorCode NtkCmdPlot(MPI_Comm comm)
 {
   char        inputs[4096] = "", stem[PETSC_MAX_PATH_LEN] = "", value[64] = "rho", title[256] = "";
@@ -254,39 +291,14 @@ PetscErrorCode NtkCmdPlot(MPI_Comm comm)
   PetscCheck(set && inputs[0], comm, PETSC_ERR_USER_INPUT,
              "ntkspec plot needs -ntk_plot_input FILE[,FILE...] (a spectrum or dense JSON result, "
              "an estimate density CSV, a training CSV, or a sweep folder)");
-  if (!stem[0]) { /* the first input without its extension, or <folder>/<value> for a sweep */
-    struct stat st;
-    PetscCall(PetscStrncpy(stem, inputs, sizeof(stem)));
-    stem[strcspn(stem, ",")] = 0;
-    if (!stat(stem, &st) && S_ISDIR(st.st_mode)) {
-      size_t len = strlen(stem);
-      (void)snprintf(stem + len, sizeof(stem) - len, "/%s", value);
-    } else {
-      char *dot = strrchr(stem, '.'), *slash = strrchr(stem, '/');
-      if (dot && (!slash || dot > slash)) *dot = 0;
-    }
-  }
+  if (!stem[0]) DefaultStem(inputs, value, stem, sizeof(stem));
   PetscCall(PetscCalloc1(1, &s));
   PetscCallMPI(MPI_Comm_rank(comm, &rank));
   if (rank == 0) err = Collect(s, inputs, value, stem);
   PetscCall(NtkCheckAll(comm, err ? PETSC_FALSE : PETSC_TRUE, PETSC_ERR_FILE_READ, s->msg));
   for (PetscInt k = 0; k < s->n; k++) csv[k] = s->csv[k], lab[k] = s->label[k];
   p.column = s->column;
-  if (s->kind == KIND_EIGEN) {
-    p.xlabel = "index k (1 = largest)";
-    (void)snprintf(ylabel, sizeof(ylabel), "eigenvalue lambda_k");
-    if (!title[0]) (void)snprintf(title, sizeof(title), "eigenvalues of the kernel");
-  } else if (s->kind == KIND_DENSITY) {
-    p.xlabel = "eigenvalue lambda", p.logy = PETSC_FALSE;
-    (void)snprintf(ylabel, sizeof(ylabel), "density per decade of lambda");
-    if (!title[0]) (void)snprintf(title, sizeof(title), "spectral density (SLQ)");
-  } else {
-    p.logy = (PetscBool)strcmp(value, "test_acc") && strcmp(value, "train_acc");
-    (void)snprintf(ylabel, sizeof(ylabel), "%s", value);
-    if (!title[0]) (void)snprintf(title, sizeof(title), "%s during training", value);
-  }
-  for (char *c = ylabel; *c; c++) if (*c == '_') *c = ' '; /* no gnuplot subscripts */
-  for (char *c = title; *c; c++) if (*c == '_') *c = ' ';
+  Axes(s->kind, value, &p, title, sizeof(title), ylabel, sizeof(ylabel));
   ierr = NtkPlotCurves(comm, &p, s->n, csv, lab, out, sizeof(out));
   for (PetscInt k = 0; k < s->n; k++)
     if (s->tmp[k]) (void)remove(s->csv[k]);

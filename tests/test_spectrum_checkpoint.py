@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""A spectrum solve stopped and resumed ends with the eigenvalues of an uninterrupted one, in
+fewer products than the uninterrupted run: ntkspec spectrum with -ntk_spectrum_checkpoint is
+stopped by the -ntk_spectrum_stop_after hook (which raises the same flag as SIGTERM), once inside
+the tail solve and once inside the leading solve, each time exiting with status 3 and leaving the
+checkpoint and no temporary file; run again, it reports checkpoint.read, the leading and tail
+eigenvalues equal the uninterrupted ones to 1e-10 relative, and a run resumed inside the tail
+computes fewer products than the whole uninterrupted run. A checkpoint written with other
+settings is refused with a message naming both.
+
+    test_spectrum_checkpoint.py NTKSPEC MPIEXEC RANKS
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ntkspec, mpiexec, ranks = sys.argv[1:4]
+# NC = 600 on the output side; a tail basis of 100 makes the tail restart about a dozen times,
+# and -eps_ncv 11 makes the leading solve restart, so both phases have points to stop at
+common = ["-ntk_data", "fashion-mnist:train", "-ntk_data_samples", "60",
+          "-ntk_net_widths", "784,16,10", "-ntk_net_activation", "tanh",
+          "-ntk_spectrum_nev", "5", "-ntk_spectrum_tail", "3", "-ntk_spectrum_tail_ncv", "100",
+          "-eps_ncv", "11", "-ntk_quiet"]
+failures = []
+
+
+def run(out, *extra):
+    cmd = [mpiexec, "-n", ranks, ntkspec, "spectrum"] + common + ["-ntk_output", out]
+    cmd += list(extra)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return p.returncode, p.stdout + p.stderr
+
+
+def values(doc):
+    return [p["value"] for p in doc["leading"]] + [p["value"] for p in doc["tail"]]
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    path = lambda name: os.path.join(tmp, name)
+    rc, log = run(path("ref.json"))
+    if rc != 0:
+        sys.exit(f"uninterrupted run failed ({rc}):\n{log}")
+    ref = json.load(open(path("ref.json")))
+    total = ref["checkpoint"]["products_this_run"]
+    lead_cost = ref["matvecs_by_phase"]["leading"]
+
+    # (stop after this many products, phase expected in the checkpoint)
+    for stop, phase in [(lead_cost + 400, "tail"), (5, "leading")]:
+        ck = path(f"ck_{phase}.json")
+        rc, log = run(path("r1.json"), "-ntk_spectrum_checkpoint", ck,
+                      "-ntk_spectrum_stop_after", str(stop))
+        if rc != 3:
+            failures.append(f"{phase}: stopped run exited with {rc}, expected 3:\n{log}")
+            continue
+        saved = json.load(open(ck))
+        left = [f for f in os.listdir(tmp) if ".tmp" in f or f.endswith(".info")]
+        if saved["phase"] != phase or not os.path.exists(ck + ".vec") or left:
+            failures.append(f"{phase}: checkpoint phase {saved['phase']}, files {left}")
+        first = json.load(open(path("r1.json")))["checkpoint"]["products_this_run"]
+        rc, log = run(path("r2.json"), "-ntk_spectrum_checkpoint", ck)
+        if rc != 0:
+            failures.append(f"{phase}: resumed run exited with {rc}:\n{log}")
+            continue
+        res = json.load(open(path("r2.json")))
+        again = res["checkpoint"]["products_this_run"]
+        print(f"{phase}: uninterrupted {total} products; stopped after {first}, "
+              f"resumed with {again} ({res['matvecs_by_phase']})")
+        if not res["checkpoint"]["read"]:
+            failures.append(f"{phase}: the resumed run did not read the checkpoint")
+        a, b = values(ref), values(res)
+        if len(a) != len(b):
+            failures.append(f"{phase}: {len(b)} pairs after resume, {len(a)} uninterrupted")
+        for x, y in zip(a, b):
+            if abs(x - y) > 1e-10 * abs(x):
+                failures.append(f"{phase}: eigenvalue {y!r} differs from {x!r}")
+        if phase == "tail" and not again < total:
+            failures.append(f"tail: resumed run took {again} products, uninterrupted {total}")
+        if phase == "tail" and res["matvecs_by_phase"]["leading"] != 0:
+            failures.append("tail: the finished leading phase was solved again")
+
+    # other settings must not continue this state
+    rc, log = run(path("bad.json"), "-ntk_spectrum_checkpoint", path("ck_tail.json"),
+                  "-ntk_spectrum_nev", "4")
+    if rc == 0 or "was written with" not in log or "nev 4" not in log:
+        failures.append(f"a checkpoint of other settings was not refused clearly:\n{log}")
+
+for f in failures:
+    print("FAIL:", f)
+sys.exit(1 if failures else 0)
