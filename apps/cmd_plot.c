@@ -59,9 +59,12 @@ static void Label(PlotSet *s, const char *path, const char *suffix)
    the largest eigenvalue plus offset. */
 static int WriteEigen(PlotSet *s, const char *stem, double *v, size_t n, double floor, long off)
 {
-  FILE *f;
+  FILE  *f;
+  size_t kept = 0;
 
   if (s->n >= PLOT_MAX) return Fail(s, "too many curves", stem);
+  for (size_t k = 0; k < n; k++) kept += v[k] > floor;
+  if (!kept) return Fail(s, "no positive eigenvalues to plot (on a log scale)", s->label[s->n]);
   qsort(v, n, sizeof(double), Descending);
   (void)snprintf(s->csv[s->n], sizeof(s->csv[s->n]), "%s.tmp.%ld.%d.csv", stem, (long)getpid(),
                  (int)s->n);
@@ -80,7 +83,7 @@ static int WriteEigen(PlotSet *s, const char *stem, double *v, size_t n, double 
 /* The values of an array of numbers or of {value: x} objects; caller frees *v. */
 static size_t Values(json_object *arr, double **v)
 {
-  size_t n = arr ? json_object_array_length(arr) : 0;
+  size_t n = json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
 
   *v = calloc(n + 1, sizeof(double));
   for (size_t k = 0; k < n && *v; k++) {
@@ -114,7 +117,8 @@ static int AddJSON(PlotSet *s, const char *path, const char *stem)
     Label(s, path, " leading");
     err = WriteEigen(s, stem, v, n, 0, 0);
     free(v), v = NULL;
-    if (!err && json_object_object_get_ex(doc, "tail", &tail) && json_object_array_length(tail)) {
+    if (!err && json_object_object_get_ex(doc, "tail", &tail) &&
+        json_object_is_type(tail, json_type_array) && json_object_array_length(tail)) {
       n = Values(tail, &v);
       Label(s, path, " tail");
       err = WriteEigen(s, stem, v, n, 0, dim - null - (long)n);

@@ -67,6 +67,7 @@ static int PlotRoot(const NtkPlot *p, PetscInt n, const char *const csv[],
   }
   (void)snprintf(cmd, sizeof(cmd), "gnuplot '%s' 2>'%s.err'", script, script);
   if (system(cmd) || rename(tmp, out)) {
+    (void)remove(tmp); /* a partial image never stays behind */
     (void)snprintf(msg, msglen, "gnuplot failed on %s (messages in %s.err)", script, script);
     return 1;
   }
