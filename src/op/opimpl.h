@@ -30,5 +30,7 @@ struct _p_NtkOp {
   Vec                 pall;        /* sequential P-vector for gathers */
   VecScatter          toall;
   PetscInt            nkernel, njvp, nvjp;
+  PetscErrorCode    (*prodmon)(NtkOp, PetscInt, void *); /* called after each kernel product */
+  void               *prodmonctx;
   PetscBool           setup;
 };

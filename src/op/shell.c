@@ -92,6 +92,7 @@ static PetscErrorCode MultKernelFull(Mat K, Vec x, Vec y)
   if (op->scale != 1.0) PetscCall(VecScale(y, op->scale));
   PetscCall(NtkOpCheckProduct(op, y, "kernel product K x"));
   op->nkernel++;
+  if (op->prodmon) PetscCall(op->prodmon(op, op->nkernel, op->prodmonctx));
   PetscCall(PetscLogEventEnd(NTK_OpKernelMult, K, x, y, 0));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -123,6 +124,7 @@ static PetscErrorCode MultKernelAveraged(Mat K, Vec x, Vec y)
   PetscCall(VecRestoreArrayRead(x, &u));
   PetscCall(NtkOpCheckProduct(op, y, "averaged kernel product"));
   op->nkernel++;
+  if (op->prodmon) PetscCall(op->prodmon(op, op->nkernel, op->prodmonctx));
   PetscCall(PetscLogEventEnd(NTK_OpKernelMult, K, x, y, 0));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -166,6 +168,7 @@ static PetscErrorCode MultGram(Mat G, Vec x, Vec y)
   PetscCall(PassVJP(op, op->obuf, op->pbuf));
   PetscCall(ScatterOwned(op, op->pbuf, op->scale, y));
   op->nkernel++;
+  if (op->prodmon) PetscCall(op->prodmon(op, op->nkernel, op->prodmonctx));
   PetscCall(PetscLogEventEnd(NTK_OpKernelMult, G, x, y, 0));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -274,5 +277,13 @@ PetscErrorCode NtkOpCreateParamVec(NtkOp op, Vec *v)
 {
   PetscFunctionBegin;
   PetscCall(MatCreateVecs(op->J, v, NULL));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkOpSetProductMonitor(NtkOp op, PetscErrorCode (*fn)(NtkOp, PetscInt, void *), void *ctx)
+{
+  PetscFunctionBegin;
+  op->prodmon    = fn;
+  op->prodmonctx = ctx;
   PetscFunctionReturn(PETSC_SUCCESS);
 }

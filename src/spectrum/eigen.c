@@ -119,6 +119,22 @@ static PetscErrorCode Progress(NtkSpectrum sp, PetscInt its, PetscInt nconv, Pet
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/* Between restarts a wide basis can take thousands of products: report them every 5 seconds. */
+static PetscErrorCode MonitorProducts(NtkOp op, PetscInt nk, void *ctx)
+{
+  NtkSpectrum    sp  = (NtkSpectrum)ctx;
+  PetscLogDouble now = MPI_Wtime();
+  PetscInt       prod;
+
+  PetscFunctionBegin;
+  if (now - sp->tlast < 5.0) PetscFunctionReturn(PETSC_SUCCESS);
+  sp->tlast = now;
+  PetscCall(NtkSpectrumProducts(sp, &prod));
+  PetscCall(PetscPrintf(sp->comm, "  %-7s building the Krylov basis: products %6" PetscInt_FMT
+                        "  %8.1f s\n", sp->phase, prod, now - sp->t0));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 static PetscErrorCode MonitorEPS(EPS eps, PetscInt its, PetscInt nconv, PetscScalar *eigr,
                                  PetscScalar *eigi, PetscReal *errest, PetscInt nest, void *ctx)
 {
@@ -258,6 +274,7 @@ static PetscErrorCode RunEPS(NtkSpectrum sp, PetscBool param, PetscBool tail, Pe
   PetscCall(EPSSetTolerances(eps, sp->tol, sp->max_it));
   if (tail) PetscCall(EPSSetConvergenceTestFunction(eps, ConvAbsEPS, sp, NULL));
   if (sp->monitor) PetscCall(EPSMonitorSet(eps, MonitorEPS, sp, NULL));
+  if (sp->monitor) PetscCall(NtkOpSetProductMonitor(sp->op, MonitorProducts, sp));
   if (sp->ckfile[0]) PetscCall(EPSSetStoppingTestFunction(eps, NtkSpectrumStopEPS, sp, NULL));
   /* resuming this phase: start from the sum of its saved Ritz vectors (checkpoint.c) */
   if (sp->ckstart && sp->ckphase == (PetscInt)tail) {
@@ -315,6 +332,7 @@ static PetscErrorCode RunSVD(NtkSpectrum sp, PetscBool tail, PetscInt k, Pairs *
   PetscCall(SVDSetTolerances(svd, sp->tol, sp->max_it));
   if (tail) PetscCall(SVDSetConvergenceTestFunction(svd, ConvAbsSVD, sp, NULL));
   if (sp->monitor) PetscCall(SVDMonitorSet(svd, MonitorSVD, sp, NULL));
+  if (sp->monitor) PetscCall(NtkOpSetProductMonitor(sp->op, MonitorProducts, sp));
   PetscCall(SVDSetFromOptions(svd));
   PetscCall(SVDSolve(svd));
   PetscCall(SVDGetConverged(svd, &nconv));
