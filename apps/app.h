@@ -27,6 +27,9 @@ PetscErrorCode NtkAppWriteResult(NtkApp *, json_object *);
 /* Print on rank 0 unless -ntk_quiet. */
 PetscErrorCode NtkAppPrintf(NtkApp *, const char[], ...) PETSC_ATTRIBUTE_FORMAT(2, 3);
 
+/* Refuse -ntk_* options that no part of ntkspec reads, naming the nearest known one. */
+PetscErrorCode NtkCheckKnownOptions(MPI_Comm);
+
 PetscErrorCode NtkCmdInfo(MPI_Comm);
 PetscErrorCode NtkCmdEstimate(MPI_Comm);
 PetscErrorCode NtkCmdPosition(MPI_Comm);

@@ -134,6 +134,8 @@ PetscErrorCode NtkCmdEstimate(MPI_Comm comm)
     PetscCall(NtkAppDestroy(&app));
     PetscFunctionReturn(PETSC_SUCCESS);
   }
+  PetscCall(NtkEstimatorGetDensityFile(est, &dens));
+  PetscCall(NtkCheckWritable(comm, dens, "-ntk_estimate_density"));
   PetscCall(NtkEstimatorSetUp(est));
   prog.app  = &app;
   prog.last = MPI_Wtime();

@@ -74,6 +74,30 @@ static PetscErrorCode Stopped(NtkApp *app, NtkSpectrum sp)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/* More pairs than the kernel has (or than its nonzero part can hold) is refused before solving. */
+static PetscErrorCode CheckRequest(NtkApp *app, NtkSpectrum sp)
+{
+  const NtkDataShard *sh;
+  NtkKernelVariant    v;
+  PetscInt            nev, tail, n, P;
+
+  PetscFunctionBegin;
+  PetscCall(NtkDataGetShard(app->data, &sh));
+  PetscCall(NtkOpGetKernel(app->op, &v));
+  PetscCall(NtkNetGetNumParameters(app->net, &P));
+  PetscCall(NtkSpectrumGetNev(sp, &nev));
+  PetscCall(NtkSpectrumGetTail(sp, &tail));
+  n = v == NTK_KERNEL_FULL ? sh->N * sh->C : sh->N;
+  PetscCheck(nev <= n && tail <= n, app->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_spectrum_nev %" PetscInt_FMT " / -ntk_spectrum_tail %" PetscInt_FMT
+             ": the %s kernel has only %" PetscInt_FMT " eigenvalues", nev, tail,
+             NtkKernelVariants[v], n);
+  PetscCheck(v != NTK_KERNEL_FULL || nev <= P, app->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_spectrum_nev %" PetscInt_FMT ": the kernel has rank at most P = %" PetscInt_FMT,
+             nev, P);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 PetscErrorCode NtkCmdSpectrum(MPI_Comm comm)
 {
   NtkApp              app;
@@ -98,6 +122,9 @@ PetscErrorCode NtkCmdSpectrum(MPI_Comm comm)
     PetscCall(NtkAppDestroy(&app));
     PetscFunctionReturn(PETSC_SUCCESS);
   }
+  PetscCall(CheckRequest(&app, sp));
+  PetscCall(NtkSpectrumGetVectorsFile(sp, &mlead));
+  PetscCall(NtkCheckWritable(comm, mlead, "-ntk_spectrum_vectors"));
   PetscCall(NtkSpectrumSolve(sp));
   PetscCall(NtkSpectrumGetInterrupted(sp, &known));
   if (known) {
@@ -121,15 +148,22 @@ PetscErrorCode NtkCmdSpectrum(MPI_Comm comm)
                          known ? "" : " (NC - P: a lower bound; ask for a tail to determine it)"));
   PetscCall(NtkAppPrintf(&app, "kernel products: leading %" PetscInt_FMT ", tail %" PetscInt_FMT
                          ", residual checks %" PetscInt_FMT "\n", c[0], c[1], c[2]));
-  if (nlead < nreq || ntail < treq)
-    PetscCall(NtkAppPrintf(&app, "warning: %" PetscInt_FMT " of %" PetscInt_FMT " leading and %"
-                           PetscInt_FMT " of %" PetscInt_FMT " tail pairs converged\n", nlead,
-                           nreq, ntail, treq));
+  if (nlead < nreq || ntail < treq) {
+    /* on stderr even with -ntk_quiet, and in the exit status: a batch job must not miss it */
+    PetscCall(PetscFPrintf(comm, PETSC_STDERR, "ntkspec: warning: only %" PetscInt_FMT " of %"
+                           PetscInt_FMT " leading and %" PetscInt_FMT " of %" PetscInt_FMT
+                           " tail pairs converged (exit status %d); raise -ntk_spectrum_max_it or "
+                           "-ntk_spectrum_tol\n", nlead, nreq, ntail, treq, NTK_EXIT_UNCONVERGED));
+    NtkAppExitStatus = NTK_EXIT_UNCONVERGED;
+  }
 
   PetscCall(NtkNetGetSeed(app.net, &seed));
   PetscCall(NtkAppDescribe(&app, doc));
   json_object_object_add(doc, "leading", PairsJSON(nlead, lead));
   json_object_object_add(doc, "tail", PairsJSON(ntail, tail));
+  json_object_object_add(doc, "requested_leading", json_object_new_int64(nreq));
+  json_object_object_add(doc, "requested_tail", json_object_new_int64(treq));
+  json_object_object_add(doc, "converged", json_object_new_boolean(nlead >= nreq && ntail >= treq));
   json_object_object_add(doc, "null_space_dim", json_object_new_int64(nulldim));
   json_object_object_add(doc, "null_space_determined", json_object_new_boolean(known));
   json_object_object_add(doc, "matvecs", json_object_new_int64(c[0] + c[1] + c[2]));

@@ -21,6 +21,7 @@ PetscErrorCode NtkAppCreate(MPI_Comm comm, const char command[], NtkApp *app)
   PetscCall(PetscOptionsBool("-ntk_quiet", "Print nothing but errors", "", app->quiet, &app->quiet,
                              NULL));
   PetscOptionsEnd();
+  PetscCall(NtkCheckWritable(comm, app->output, "-ntk_output"));
 
   PetscCall(NtkNetCreate(comm, &app->net));
   PetscCall(NtkNetSetFromOptions(app->net));

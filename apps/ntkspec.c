@@ -132,7 +132,7 @@ static void WarnUnusedOptions(const char command[])
   if (left || PetscOptionsLeftGet(NULL, &n, &names, &values)) return;
   for (PetscInt k = 0; k < n; k++)
     if (!strncmp(names[k], "ntk_", 4))
-      (void)fprintf(stderr, "ntkspec: warning: option -%s was not used by '%s' (misspelt?)\n",
+      (void)fprintf(stderr, "ntkspec: warning: option -%s is not read by '%s'\n",
                     names[k], command);
   (void)PetscOptionsLeftRestore(NULL, &n, &names, &values);
 }
@@ -154,7 +154,8 @@ int main(int argc, char **argv)
   if (ierr) return (int)ierr;
   MPI_Comm_rank(PETSC_COMM_WORLD, &rank);
   if (want_help && !help_all && !rank && cmd)
-    (void)printf("ntkspec %s: %s\noptions shown as <now VALUE : formerly DEFAULT>\n", cmd->name,
+    (void)printf("ntkspec %s: %s\noptions shown as <now VALUE : formerly DEFAULT>, i.e. the "
+                 "value in effect, then the built-in default\n", cmd->name,
                  cmd->summary);
   if (!cmd) {
     if (!rank) {
@@ -166,7 +167,8 @@ int main(int argc, char **argv)
     return argc > 1 && argv[1][0] != '-' ? 2 : 0;
   }
   PetscCallMPI(NtkErrorHandlerPush());
-  ierr = cmd->run(PETSC_COMM_WORLD);
+  ierr = NtkCheckKnownOptions(PETSC_COMM_WORLD);
+  if (!ierr) ierr = cmd->run(PETSC_COMM_WORLD);
   if (ierr) {
     /* A collective error reached every rank and may finalise; a local one must take the job down. */
     if (!NtkErrorWasCollective()) {

@@ -36,6 +36,8 @@ PETSC_EXTERN PetscErrorCode NtkParseIntList(MPI_Comm, const char[], const char[]
   its checkpoint and exits with NTK_EXIT_INTERRUPTED: run the same command again to resume.
 */
 #define NTK_EXIT_INTERRUPTED 3
+/* Exit status of a solve that wrote its results but did not converge every requested pair. */
+#define NTK_EXIT_UNCONVERGED 4
 PETSC_EXTERN PetscErrorCode NtkSignalInstall(void);
 PETSC_EXTERN PetscErrorCode NtkSignalRestore(void);
 PETSC_EXTERN PetscErrorCode NtkSignalRaise(void);

@@ -208,3 +208,40 @@ PetscErrorCode NtkJSONAddRunInfo(MPI_Comm comm, json_object *obj, const char com
   json_object_object_add(obj, "hostname", json_object_new_string(host));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
+
+/*
+  Fail early, before hours of computing, when a result could not be written: rank 0 creates and
+  removes a probe file in the folder of `path`, and every rank learns the outcome.
+*/
+PetscErrorCode NtkCheckWritable(MPI_Comm comm, const char path[], const char option[])
+{
+  char        dir[PETSC_MAX_PATH_LEN], probe[PETSC_MAX_PATH_LEN + 64], msg[512] = "";
+  PetscMPIInt rank;
+  int         err = 0;
+
+  PetscFunctionBegin;
+  if (!path || !path[0]) PetscFunctionReturn(PETSC_SUCCESS);
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (!rank) {
+    const char *slash = strrchr(path, '/');
+    int         fd;
+
+    if (slash) PetscCall(PetscStrncpy(dir, path, (size_t)(slash - path) + 2));
+    else PetscCall(PetscStrncpy(dir, "./", sizeof(dir)));
+    if (slash && slash == path) PetscCall(PetscStrncpy(dir, "/", sizeof(dir)));
+    PetscCall(PetscSNPrintf(probe, sizeof(probe), "%s%s.ntkspec-probe.%d", dir,
+                            dir[strlen(dir) - 1] == '/' ? "" : "/", (int)getpid()));
+    fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) err = errno;
+    else {
+      (void)close(fd);
+      (void)unlink(probe);
+    }
+    if (err) PetscCall(PetscSNPrintf(msg, sizeof(msg), "%s %s: cannot write there (%s)", option, path,
+                                     strerror(err)));
+  }
+  PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, comm));
+  PetscCallMPI(MPI_Bcast(msg, (PetscMPIInt)sizeof(msg), MPI_CHAR, 0, comm));
+  PetscCheck(!err, comm, PETSC_ERR_FILE_OPEN, "%s", msg);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}

@@ -117,17 +117,20 @@ CASES = {
                                     "unknown Fashion-MNIST part 'validation'", None),
     # outputs that cannot be written
     "output_folder_missing": (TEACHER + ["-ntk_output", "/nonexistent/dir/x.json"],
-                              "cannot write /nonexistent/dir/x.json", None),
+                              "-ntk_output /nonexistent/dir/x.json: cannot write there", None),
     # the Fashion-MNIST package is not installed
     "fashion_mnist_missing": (["-ntk_data", "fashion-mnist:train", "-ntk_data_samples", "10"],
                               "install the Debian package dataset-fashion-mnist",
                               {"NTK_FASHION_MNIST_DIR": "/nonexistent/fashion-mnist"}),
+    # a misspelt option is refused before any work, with the nearest known name
+    "option_misspelt": (TEACHER + ["-ntk_net_widht", "3"],
+                        "unknown option -ntk_net_widht: did you mean -ntk_net_widths?", None),
 }
 
-# Not an error: a misspelt option is named in a warning and the run succeeds.
+# Not an error: an option of another command is named in a warning and the run succeeds.
 WARNINGS = {
-    "option_misspelt_warns": (TEACHER + ["-ntk_net_widht", "3"],
-                              "option -ntk_net_widht was not used", None),
+    "option_unread_warns": (TEACHER + ["-ntk_train_steps", "3"],
+                            "option -ntk_train_steps is not read by 'info'", None),
 }
 
 
