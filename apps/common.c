@@ -118,8 +118,13 @@ PetscErrorCode NtkAppWriteResult(NtkApp *app, json_object *doc)
   PetscFunctionBegin;
   json_object_object_add(doc, "seconds", json_object_new_double(MPI_Wtime() - app->t0));
   if (app->output[0]) {
+    json_object *stop = NULL;
+    PetscBool    partial;
+
+    partial = json_object_object_get_ex(doc, "interrupted", &stop) && json_object_get_boolean(stop);
     PetscCall(NtkJSONWrite(app->comm, doc, app->output));
-    PetscCall(NtkAppPrintf(app, "results written to %s\n", app->output));
+    PetscCall(NtkAppPrintf(app, "%s written to %s\n", partial ? "partial results of the "
+                           "interrupted run (\"interrupted\": true)" : "results", app->output));
   }
   PetscFunctionReturn(PETSC_SUCCESS);
 }
