@@ -182,7 +182,7 @@ PetscErrorCode NtkTrainerCheckpointRead(NtkTrainer tr, PetscBool *found)
   PetscCall(NtkTrainerCheckpointExists(tr, found));
   if (!*found) PetscFunctionReturn(PETSC_SUCCESS);
   PetscCall(ManifestPath(tr, man, sizeof(man)));
-  PetscCall(NtkTrainReadShared(tr->comm, man, &text, &size));
+  PetscCall(NtkReadFileShared(tr->comm, man, &text, &size));
   doc = json_tokener_parse((const char *)text);
   PetscCall(PetscFree(text));
   PetscCheck(doc && json_object_object_get_ex(doc, "format", &v) &&

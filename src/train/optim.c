@@ -138,34 +138,6 @@ PetscErrorCode NtkOptimStateSave(MPI_Comm comm, const NtkOptimState *s, const ch
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* Rank 0 reads the whole file and every rank receives the bytes, plus a terminating 0. */
-PetscErrorCode NtkTrainReadShared(MPI_Comm comm, const char path[], unsigned char **buf,
-                                  size_t *size)
-{
-  PetscMPIInt rank;
-  long        n = -1;
-
-  PetscFunctionBegin;
-  *buf = NULL;
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  if (rank == 0) {
-    FILE *f = fopen(path, "rb");
-    if (f && !fseek(f, 0, SEEK_END)) n = ftell(f);
-    if (f && n > 0 && !fseek(f, 0, SEEK_SET)) {
-      PetscCall(PetscCalloc1((size_t)n + 1, buf));
-      if (fread(*buf, 1, (size_t)n, f) != (size_t)n) n = -1;
-    }
-    if (f) (void)fclose(f);
-  }
-  PetscCallMPI(MPI_Bcast(&n, 1, MPI_LONG, 0, comm));
-  if (n <= 0 && rank == 0) PetscCall(PetscFree(*buf));
-  PetscCheck(n > 0, comm, PETSC_ERR_FILE_OPEN, "cannot read %s", path);
-  if (rank) PetscCall(PetscCalloc1((size_t)n + 1, buf));
-  PetscCallMPI(MPI_Bcast(*buf, (PetscMPIInt)n, MPI_BYTE, 0, comm));
-  *size = (size_t)n;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
 /* Check tensor `name` is F64 [P] at [off, off + 8P) inside a data section of `dsize` bytes. */
 static PetscErrorCode CheckTensor(MPI_Comm comm, const char path[], json_object *root,
                                   const char name[], PetscInt P, size_t dsize, size_t *off)
@@ -199,7 +171,7 @@ PetscErrorCode NtkOptimStateLoad(MPI_Comm comm, NtkOptimState *s, const char pat
   char          *text;
 
   PetscFunctionBegin;
-  PetscCall(NtkTrainReadShared(comm, path, &buf, &size));
+  PetscCall(NtkReadFileShared(comm, path, &buf, &size));
   PetscCheck(size > 8, comm, PETSC_ERR_FILE_UNEXPECTED, "%s: too short for a state file", path);
   hlen = (size_t)GetU64(buf);
   PetscCheck(hlen <= size - 8, comm, PETSC_ERR_FILE_UNEXPECTED, "%s: header length %zu exceeds the "

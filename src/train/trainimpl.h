@@ -51,4 +51,3 @@ PETSC_INTERN PetscErrorCode NtkTrainerLastLayerTrace(NtkTrainer, PetscReal *);
 PETSC_INTERN json_object   *NtkTrackPointJSON(const NtkTrackPoint *, PetscInt);
 PETSC_INTERN PetscErrorCode NtkTrackPointFromJSON(json_object *, NtkTrackPoint *);
 PETSC_INTERN json_object   *NtkJSONRealOrNull(PetscReal);
-PETSC_INTERN PetscErrorCode NtkTrainReadShared(MPI_Comm, const char[], unsigned char **, size_t *);
