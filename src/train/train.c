@@ -18,6 +18,8 @@
 */
 #include "trainimpl.h"
 #include <signal.h>
+#include <stdlib.h>
+#include <time.h>
 
 PetscLogEvent NTK_TrainStep, NTK_TrainTrack, NTK_TrainCheckpoint;
 
@@ -398,12 +400,29 @@ static PetscErrorCode Step(NtkTrainer tr)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/*
+  Test hook: NTK_TEST_STEP_PAUSE=<seconds> waits that long after every step, so that tests can
+  deliver a real signal in the middle of a run however fast the machine is.
+*/
+static void TestStepPause(void)
+{
+  const char *s = getenv("NTK_TEST_STEP_PAUSE");
+  double      t = s ? strtod(s, NULL) : 0;
+
+  if (t > 0) {
+    struct timespec ts = {(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
+    (void)nanosleep(&ts, NULL);
+  }
+}
+
 /* All ranks agree whether to stop now: a signal on any rank, or the stop-after step. */
 static PetscErrorCode ShouldStop(NtkTrainer tr, PetscBool *stop)
 {
-  int flag = train_signal ? 1 : 0;
+  int flag;
 
   PetscFunctionBegin;
+  TestStepPause();
+  flag = train_signal ? 1 : 0;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, tr->comm));
   *stop = flag || (tr->stop_after > 0 && tr->step == tr->stop_after) ? PETSC_TRUE : PETSC_FALSE;
   /* after the last step the run finishes normally: final tracking and checkpoint */

@@ -60,6 +60,9 @@ expect_stopped() {
 
 # The uninterrupted reference, then the run that is stopped twice, on the same two ranks.
 ref=$(NTK_CHECKPOINT=$T/ck-ref submit jobs/train.sbatch --job-name=ref -- $train)
+# the stopped runs pause after every step (test hook), so the signals land mid-run however fast
+# the machine is; sbatch passes the environment on to the ranks
+export NTK_TEST_STEP_PAUSE=0.05
 run1=$(NTK_CHECKPOINT=$T/ck submit jobs/train.sbatch --job-name=stopped -- $train)
 stop_midway "$run1" --batch TERM 0
 wait_jobs 300 "$ref" "$run1" || fail "timed out"
