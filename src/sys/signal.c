@@ -12,7 +12,9 @@
 */
 #include <ntk/sys.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static volatile sig_atomic_t ntk_signal = 0;
 static PetscInt              ntk_installed = 0;
@@ -55,11 +57,28 @@ PetscErrorCode NtkSignalRaise(void)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/*
+  Test hook: NTK_TEST_STEP_PAUSE=<seconds> waits that long at every check point (each probe or
+  restart), so that tests can deliver a real signal mid-run however fast the machine is.
+*/
+static void TestPause(void)
+{
+  const char *s = getenv("NTK_TEST_STEP_PAUSE");
+  double      t = s ? strtod(s, NULL) : 0;
+
+  if (t > 0) {
+    struct timespec ts = {(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
+    (void)nanosleep(&ts, NULL);
+  }
+}
+
 PetscErrorCode NtkSignalPending(MPI_Comm comm, PetscBool *pending)
 {
-  int flag = ntk_signal ? 1 : 0;
+  int flag;
 
   PetscFunctionBegin;
+  TestPause();
+  flag = ntk_signal ? 1 : 0;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, comm));
   *pending = flag ? PETSC_TRUE : PETSC_FALSE;
   if (flag) PetscCall(PetscInfo(NULL, "SIGTERM or SIGUSR1 received: checkpoint and stop\n"));

@@ -25,6 +25,9 @@ print(len(d["trace"]["samples"]) + len((d.get("slq") or {}).get("probes", [])))'
 }
 
 ref=$(NTK_CHECKPOINT=$T/ck-ref.json submit jobs/estimate.sbatch --job-name=ref -- $est)
+# the stopped run pauses at every probe (test hook), so the signal lands mid-run however fast the
+# machine is; sbatch passes the environment on to the ranks
+export NTK_TEST_STEP_PAUSE=0.1
 run1=$(NTK_CHECKPOINT=$T/ck.json submit jobs/estimate.sbatch --job-name=stopped -- $est)
 t=0
 while [ "$(probes_done "$T/ck.json")" -lt 5 ]; do
