@@ -100,7 +100,8 @@ static int AddJSON(PlotSet *s, const char *path, const char *stem)
   size_t       n;
   int          err = 0;
 
-  if (!doc) return Fail(s, "cannot read it as JSON", path);
+  if (!doc) return Fail(s, access(path, R_OK) ? "no such readable file" : "cannot read it as JSON",
+                        path);
   if (json_object_object_get_ex(doc, "eigenvalues", &eig)) { /* ntkspec dense */
     double floor = json_object_object_get_ex(doc, "null_space_threshold", &x) ?
                      json_object_get_double(x) : 0;
