@@ -23,7 +23,10 @@ static PetscErrorCode Shift(NtkApp *app, PetscReal alpha, const PetscScalar *v)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* adj = |<J v, u> - <v, J^T u>| / (|J v| |u|),  fd = |(F(th + h v) - F(th - h v)) / 2h - J v| / |J v| */
+/*
+  adj = |<J v, u> - <v, J^T u>| / (|J v| |u|)
+  fd  = |(F(th + h v) - F(th - h v)) / 2h - J v| / |J v|
+*/
 static PetscErrorCode SelfCheck(NtkApp *app, PetscReal *adj, PetscReal *fd)
 {
   Mat          J;
@@ -91,7 +94,8 @@ static PetscReal MatrixFreeBytes(NtkApp *app, PetscInt nloc)
   NtkOpGetCacheLimit(app->op, &cache_mb);
   NtkNetCacheBytes(app->net, nloc, &cache);
   for (PetscInt l = 0; l < n; l++) per = PetscMax(per, (PetscReal)w[l]);
-  return 8.0 * (6.0 * P + 4.0 * mb * per + 3.0 * nloc * w[L]) + PetscMin(cache, cache_mb * 1048576.0);
+  return 8.0 * (6.0 * P + 4.0 * mb * per + 3.0 * nloc * w[L]) +
+         PetscMin(cache, cache_mb * 1048576.0);
 }
 
 PetscErrorCode NtkCmdInfo(MPI_Comm comm)
@@ -125,7 +129,8 @@ PetscErrorCode NtkCmdInfo(MPI_Comm comm)
   PetscCall(NtkAppPrintf(&app, "N = %" PetscInt_FMT ", C = %" PetscInt_FMT ", P = %" PetscInt_FMT
                          ", ranks = %d, samples per rank %" PetscInt_FMT "-%" PetscInt_FMT "\n",
                          sh->N, sh->C, P, size, nmin, nmax));
-  PetscCall(NtkAppPrintf(&app, "dense kernel (NC)^2 doubles: %.4g GB; matrix-free, per rank: %.4g GB\n",
+  PetscCall(NtkAppPrintf(&app,
+                         "dense kernel (NC)^2 doubles: %.4g GB; matrix-free, per rank: %.4g GB\n",
                          dense / 1e9, mfree / 1e9));
   if (check) {
     PetscCall(SelfCheck(&app, &adj, &fd));

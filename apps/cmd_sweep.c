@@ -97,8 +97,9 @@ static PetscErrorCode Plots(MPI_Comm comm, const char dir[], PetscInt n, const P
   char        out[PETSC_MAX_PATH_LEN];
   const char *csvp[SWEEP_MAX], *labp[SWEEP_MAX];
   json_object *plots = json_object_new_object();
-  NtkPlot     p[3] = {
-    {stem[0], "spectral position rho = g^T K g / (|g|^2 Tr K)", "rho", 9, PETSC_TRUE, PETSC_TRUE, NULL},
+  NtkPlot      p[3]  = {
+    {stem[0], "spectral position rho = g^T K g / (|g|^2 Tr K)", "rho", 9, PETSC_TRUE,
+     PETSC_TRUE, NULL},
     {stem[1], "training loss", "train loss", 2, PETSC_TRUE, PETSC_TRUE, NULL},
     {stem[2], "kernel trace Tr K", "Tr K", 6, PETSC_TRUE, PETSC_TRUE, NULL},
   };

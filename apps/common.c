@@ -16,8 +16,8 @@ PetscErrorCode NtkAppCreate(MPI_Comm comm, const char command[], NtkApp *app)
   app->command = command;
   app->t0   = MPI_Wtime();
   PetscOptionsBegin(comm, NULL, "Output options", "ntkspec");
-  PetscCall(PetscOptionsString("-ntk_output", "Write the results as JSON to this file", "", app->output,
-                               app->output, sizeof(app->output), NULL));
+  PetscCall(PetscOptionsString("-ntk_output", "Write the results as JSON to this file", "",
+                               app->output, app->output, sizeof(app->output), NULL));
   PetscCall(PetscOptionsBool("-ntk_quiet", "Print nothing but errors", "", app->quiet, &app->quiet,
                              NULL));
   PetscOptionsEnd();
@@ -107,7 +107,8 @@ PetscErrorCode NtkAppDescribe(NtkApp *app, json_object *doc)
   json_object_object_add(data, "outputs", json_object_new_int64(sh->C));
   json_object_object_add(doc, "data", data);
   json_object_object_add(kern, "variant", json_object_new_string(NtkKernelVariants[v]));
-  json_object_object_add(kern, "dimension", json_object_new_int64(v == NTK_KERNEL_FULL ? sh->N * sh->C : sh->N));
+  json_object_object_add(kern, "dimension",
+                         json_object_new_int64(v == NTK_KERNEL_FULL ? sh->N * sh->C : sh->N));
   json_object_object_add(kern, "scale", json_object_new_double(scale));
   json_object_object_add(doc, "kernel", kern);
   PetscFunctionReturn(PETSC_SUCCESS);

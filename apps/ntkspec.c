@@ -26,14 +26,15 @@ typedef struct {
 } NtkCommand;
 
 static const NtkCommand commands[] = {
-  {"info", NtkCmdInfo, "model, data, kernel size and memory; -ntk_info_selfcheck tests JVP/VJP"},
-  {"estimate", NtkCmdEstimate, "trace, Frobenius norm, effective rank, entropy with error bars"},
-  {"position", NtkCmdPosition, "spectral position rho of the loss gradient, mu, alignment"},
-  {"spectrum", NtkCmdSpectrum, "leading and tail (smallest nonzero) eigenpairs, matrix-free (SLEPc)"},
-  {"dense", NtkCmdDense, "whole spectrum of the assembled kernel (ScaLAPACK or LAPACK)"},
-  {"train", NtkCmdTrain, "train with rho, Tr K, losses tracked; checkpoints; exit 3 = resumable"},
-  {"plot", NtkCmdPlot, "PNG pictures of spectra, densities, rho curves from result files"},
-  {"sweep", NtkCmdSweep, "train at several widths: spectral reach summary, CSV/JSON and plots"},
+    {"info", NtkCmdInfo, "model, data, kernel size and memory; -ntk_info_selfcheck tests JVP/VJP"},
+    {"estimate", NtkCmdEstimate, "trace, Frobenius norm, effective rank, entropy with error bars"},
+    {"position", NtkCmdPosition, "spectral position rho of the loss gradient, mu, alignment"},
+    {"spectrum", NtkCmdSpectrum,
+     "leading and tail (smallest nonzero) eigenpairs, matrix-free (SLEPc)"},
+    {"dense", NtkCmdDense, "whole spectrum of the assembled kernel (ScaLAPACK or LAPACK)"},
+    {"train", NtkCmdTrain, "train with rho, Tr K, losses tracked; checkpoints; exit 3 = resumable"},
+    {"plot", NtkCmdPlot, "PNG pictures of spectra, densities, rho curves from result files"},
+    {"sweep", NtkCmdSweep, "train at several widths: spectral reach summary, CSV/JSON and plots"},
 };
 static const int ncommands = (int)(sizeof(commands) / sizeof(commands[0]));
 
@@ -41,7 +42,8 @@ static void Usage(FILE *f, int intro)
 {
   if (intro) (void)fprintf(f, "%s\n", help);
   (void)fprintf(f, "commands:\n");
-  for (int k = 0; k < ncommands; k++) (void)fprintf(f, "  %-10s %s\n", commands[k].name, commands[k].summary);
+  for (int k = 0; k < ncommands; k++)
+    (void)fprintf(f, "  %-10s %s\n", commands[k].name, commands[k].summary);
 }
 
 #define HELP_SECTION_MAX 65536
@@ -159,7 +161,8 @@ int main(int argc, char **argv)
                  cmd->summary);
   if (!cmd) {
     if (!rank) {
-      if (argc > 1 && argv[1][0] != '-') (void)fprintf(stderr, "ntkspec: unknown command '%s'\n\n", argv[1]);
+      if (argc > 1 && argv[1][0] != '-')
+        (void)fprintf(stderr, "ntkspec: unknown command '%s'\n\n", argv[1]);
       Usage(argc > 1 && argv[1][0] != '-' ? stderr : stdout, !want_help);
       if (want_help && !help_all) (void)printf("\nPETSc/SLEPc options: ntkspec -help all\n");
     }
@@ -170,7 +173,7 @@ int main(int argc, char **argv)
   ierr = NtkCheckKnownOptions(PETSC_COMM_WORLD);
   if (!ierr) ierr = cmd->run(PETSC_COMM_WORLD);
   if (ierr) {
-    /* A collective error reached every rank and may finalise; a local one must take the job down. */
+    /* A collective error reached every rank and may finalise; a local one takes the job down. */
     if (!NtkErrorWasCollective()) {
       int size;
       MPI_Comm_size(PETSC_COMM_WORLD, &size);

@@ -305,8 +305,8 @@ int main(int argc, char **argv)
   PetscCall(PetscOptionsGetString(NULL, NULL, "-spectrum_cache", cache, sizeof(cache), NULL));
   PetscCall(PetscMalloc1(n, &lam));
   if (cache[0] && (f = fopen(cache, "rb"))) {
-    PetscCheck(fread(lam, sizeof(PetscReal), n, f) == (size_t)n, PETSC_COMM_SELF, PETSC_ERR_FILE_READ,
-               "short cache %s", cache);
+    PetscCheck(fread(lam, sizeof(PetscReal), n, f) == (size_t)n, PETSC_COMM_SELF,
+               PETSC_ERR_FILE_READ, "short cache %s", cache);
     (void)fclose(f);
     position = PETSC_FALSE;
   } else {

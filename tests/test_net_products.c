@@ -57,7 +57,8 @@ static PetscErrorCode CheckOne(NtkActivation act, NtkParameterization par, Petsc
   PetscCall(NtkNetVJP(net, w, NB, X, dF, dth));
   PetscCall(NtkNetVJPRef(net, NB, X, dF, dthr));
   e_vjp = RelDiff(P, dth, dthr);
-  for (PetscInt k = 0; k < NB * C; k++) jvu += tF[k] * dF[k], nj += tF[k] * tF[k], nu += dF[k] * dF[k];
+  for (PetscInt k = 0; k < NB * C; k++)
+    jvu += tF[k] * dF[k], nj += tF[k] * tF[k], nu += dF[k] * dF[k];
   for (PetscInt k = 0; k < P; k++) vjtu += tth[k] * dth[k];
   e_adj = PetscAbsReal(jvu - vjtu) / PetscSqrtReal(nj * nu);
 
@@ -77,9 +78,10 @@ static PetscErrorCode CheckOne(NtkActivation act, NtkParameterization par, Petsc
     (*failures)++;
     PetscCall(PetscPrintf(PETSC_COMM_SELF, "FAIL "));
   }
-  PetscCall(PetscPrintf(PETSC_COMM_SELF, "%-8s %-8s fwd %.1e jvp %.1e vjp %.1e adjoint %.1e fd %.1e\n",
-                        NtkActivations[act], NtkParameterizations[par], (double)e_fwd, (double)e_jvp,
-                        (double)e_vjp, (double)e_adj, (double)e_fd));
+  PetscCall(PetscPrintf(PETSC_COMM_SELF,
+                        "%-8s %-8s fwd %.1e jvp %.1e vjp %.1e adjoint %.1e fd %.1e\n",
+                        NtkActivations[act], NtkParameterizations[par], (double)e_fwd,
+                        (double)e_jvp, (double)e_vjp, (double)e_adj, (double)e_fd));
   PetscCall(PetscFree6(X, F, Fr, tth, tF, tFr));
   PetscCall(PetscFree5(dF, dth, dthr, Fp, Fm));
   PetscCall(NtkNetWorkDestroy(&w));

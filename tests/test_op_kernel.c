@@ -23,7 +23,8 @@ static PetscErrorCode Expect(Tally *t, const char *what, PetscReal err, PetscRea
   t->worst = PetscMax(t->worst, err / tol);
   if (err > tol || PetscIsNanReal(err)) {
     t->failures++;
-    PetscCall(PetscPrintf(PETSC_COMM_WORLD, "  FAIL %s: %.3e > %.1e\n", what, (double)err, (double)tol));
+    PetscCall(
+        PetscPrintf(PETSC_COMM_WORLD, "  FAIL %s: %.3e > %.1e\n", what, (double)err, (double)tol));
   }
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -43,7 +44,8 @@ static PetscErrorCode FillProbe(Vec v, PetscInt stream)
 }
 
 /* Gather the whole Jacobian (NC x P, row-major) on every rank from the local explicit blocks. */
-static PetscErrorCode GatherJacobian(NtkOp op, PetscInt nloc, PetscInt C, PetscInt P, PetscScalar **Jall)
+static PetscErrorCode GatherJacobian(NtkOp op, PetscInt nloc, PetscInt C, PetscInt P,
+                                     PetscScalar **Jall)
 {
   PetscScalar *Jloc;
   PetscMPIInt  size, mycount;
@@ -140,7 +142,8 @@ static PetscErrorCode DenseMult(PetscInt n, const PetscScalar *M, Vec x, Vec y)
 
 /* Dense kernel of the chosen variant from the full Jacobian: n x n with n = NC or N. */
 static PetscErrorCode DenseKernel(const PetscScalar *J, PetscInt N, PetscInt C, PetscInt P,
-                                  NtkKernelVariant v, PetscReal scale, PetscScalar **Kd, PetscInt *n)
+                                  NtkKernelVariant v, PetscReal scale, PetscScalar **Kd,
+                                  PetscInt *n)
 {
   PetscFunctionBegin;
   *n = v == NTK_KERNEL_FULL ? N * C : N;
@@ -180,7 +183,8 @@ static PetscErrorCode CheckJacobian(NtkOp op, NtkNet net, Mat J, Tally *t)
   PetscCall(VecDot(v, jtu, &vjtu));
   PetscCall(VecNorm(jv, NORM_2, &njv));
   PetscCall(VecNorm(u, NORM_2, &nu));
-  PetscCall(Expect(t, "adjoint <Jv,u> = <v,J^T u>", PetscAbsScalar(jvu - vjtu) / (njv * nu), 1e-12));
+  PetscCall(
+      Expect(t, "adjoint <Jv,u> = <v,J^T u>", PetscAbsScalar(jvu - vjtu) / (njv * nu), 1e-12));
 
   PetscCall(VecScatterCreateToAll(v, &sc, &vall));
   PetscCall(VecScatterBegin(sc, v, vall, INSERT_VALUES, SCATTER_FORWARD));
@@ -265,12 +269,14 @@ static PetscErrorCode CheckConfig(NtkActivation act, NtkParameterization par, Nt
   PetscCall(VecDot(u, ku, &uku));
   PetscCall(VecNorm(ku, NORM_2, &nku));
   PetscCall(VecNorm(u, NORM_2, &nu));
-  PetscCall(Expect(t, "symmetry <Ku,w> = <u,Kw>", PetscAbsScalar(kuw - ukw) / (nku * nu * 2), 1e-13));
+  PetscCall(
+      Expect(t, "symmetry <Ku,w> = <u,Kw>", PetscAbsScalar(kuw - ukw) / (nku * nu * 2), 1e-13));
   PetscCall(Expect(t, "positivity u^T K u >= 0", uku < 0 ? -uku / (nku * nu) : 0, 1e-14));
 
   PetscCall(NtkOpTrace(op, &trace));
   for (PetscInt a = 0; a < n; a++) tr_dense += Kd[a * n + a];
-  PetscCall(Expect(t, "exact trace vs dense trace", PetscAbsReal(trace - tr_dense) / tr_dense, 1e-12));
+  PetscCall(
+      Expect(t, "exact trace vs dense trace", PetscAbsReal(trace - tr_dense) / tr_dense, 1e-12));
 
   if (var == NTK_KERNEL_FULL) {
     PetscCall(NtkOpGetGramMat(op, &G));
@@ -316,8 +322,9 @@ int main(int argc, char **argv)
     for (int p = NTK_PARAM_STANDARD; p <= NTK_PARAM_NTK; p++)
       for (int v = NTK_KERNEL_FULL; v <= NTK_KERNEL_AVERAGED; v++)
         PetscCall(CheckConfig((NtkActivation)a, (NtkParameterization)p, (NtkKernelVariant)v, &t));
-  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "%" PetscInt_FMT " failures; worst error/tolerance %.2f\n",
-                        t.failures, (double)t.worst));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD,
+                        "%" PetscInt_FMT " failures; worst error/tolerance %.2f\n", t.failures,
+                        (double)t.worst));
   PetscCall(PetscFinalize());
   return t.failures ? 1 : 0;
 }

@@ -37,7 +37,8 @@ PETSC_EXTERN PetscErrorCode NtkDataGetShard(NtkData, const NtkDataShard **);
 PETSC_EXTERN PetscErrorCode NtkDataGetDescription(NtkData, const char *[]);
 
 /* The block of n items owned by `rank` out of `size`: sizes differ by at most one. */
-PETSC_EXTERN PetscErrorCode NtkShardRange(PetscInt, PetscMPIInt, PetscMPIInt, PetscInt *, PetscInt *);
+PETSC_EXTERN PetscErrorCode NtkShardRange(PetscInt, PetscMPIInt, PetscMPIInt, PetscInt *,
+                                          PetscInt *);
 
 /*
   Raw readers. Each validates the header against the file size, rejects overflowing dimension

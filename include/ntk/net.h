@@ -117,7 +117,8 @@ PETSC_EXTERN PetscErrorCode NtkNetVJPRef(NtkNet, PetscInt, const PetscScalar *, 
 typedef struct _p_NtkNetFactors *NtkNetFactors;
 PETSC_EXTERN PetscErrorCode NtkNetFactorsCreate(NtkNet, PetscInt, NtkNetFactors *);
 PETSC_EXTERN PetscErrorCode NtkNetFactorsDestroy(NtkNetFactors *);
-PETSC_EXTERN PetscErrorCode NtkNetFactorsCompute(NtkNet, NtkNetFactors, PetscInt, const PetscScalar *,
-                                                 const PetscScalar ***, const PetscScalar ***);
+PETSC_EXTERN PetscErrorCode NtkNetFactorsCompute(NtkNet, NtkNetFactors, PetscInt,
+                                                 const PetscScalar *, const PetscScalar ***,
+                                                 const PetscScalar ***);
 
 PETSC_EXTERN PetscLogEvent NTK_NetForward, NTK_NetJVP, NTK_NetVJP;

@@ -70,7 +70,8 @@ PETSC_EXTERN PetscErrorCode NtkOpJacobianBlock(NtkOp, PetscInt, PetscInt, PetscS
 PETSC_EXTERN PetscErrorCode NtkOpGetCounts(NtkOp, PetscInt *, PetscInt *);
 PETSC_EXTERN PetscErrorCode NtkOpResetCounts(NtkOp);
 /* A callback after every kernel product (K, Kbar or G), e.g. for progress; NULL removes it. */
-PETSC_EXTERN PetscErrorCode NtkOpSetProductMonitor(NtkOp, PetscErrorCode (*)(NtkOp, PetscInt, void *),
+PETSC_EXTERN PetscErrorCode NtkOpSetProductMonitor(NtkOp,
+                                                   PetscErrorCode (*)(NtkOp, PetscInt, void *),
                                                    void *);
 
 PETSC_EXTERN PetscLogEvent NTK_OpKernelMult, NTK_OpTrace, NTK_OpJacobianBlock;

@@ -25,8 +25,8 @@ PETSC_EXTERN PetscErrorCode NtkErrorHandlerPush(void);
 PETSC_EXTERN PetscBool      NtkErrorWasCollective(void);
 
 /* Parse "784,256,10" into at most `max` integers. */
-PETSC_EXTERN PetscErrorCode NtkParseIntList(MPI_Comm, const char[], const char[], PetscInt, PetscInt *,
-                                            PetscInt[]);
+PETSC_EXTERN PetscErrorCode NtkParseIntList(MPI_Comm, const char[], const char[], PetscInt,
+                                            PetscInt *, PetscInt[]);
 
 /*
   Signals: NtkSignalInstall makes SIGTERM and SIGUSR1 set a flag instead of ending the process

@@ -237,8 +237,9 @@ PetscErrorCode NtkCheckWritable(MPI_Comm comm, const char path[], const char opt
       (void)close(fd);
       (void)unlink(probe);
     }
-    if (err) PetscCall(PetscSNPrintf(msg, sizeof(msg), "%s %s: cannot write there (%s)", option, path,
-                                     strerror(err)));
+    if (err)
+      PetscCall(PetscSNPrintf(msg, sizeof(msg), "%s %s: cannot write there (%s)", option, path,
+                              strerror(err)));
   }
   PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, comm));
   PetscCallMPI(MPI_Bcast(msg, (PetscMPIInt)sizeof(msg), MPI_CHAR, 0, comm));

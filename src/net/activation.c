@@ -39,7 +39,9 @@ PetscScalar NtkActivationSlope(NtkActivation act, PetscScalar z)
     PetscScalar t = tanh(z);
     return 1 - t * t;
   }
-  case NTK_ACT_GELU: return 0.5 * (1.0 + erf(z * 0.70710678118654752440)) + z * exp(-0.5 * z * z) / PetscSqrtReal(2 * PETSC_PI);
+  case NTK_ACT_GELU:
+    return 0.5 * (1.0 + erf(z * 0.70710678118654752440)) +
+           z * exp(-0.5 * z * z) / PetscSqrtReal(2 * PETSC_PI);
   case NTK_ACT_SOFTPLUS: return Sigmoid(z);
   case NTK_ACT_SIGMOID: {
     PetscScalar s = Sigmoid(z);

@@ -3,7 +3,8 @@
       dW_l = s_l dz_l^{(i,c)} a_{l-1}^{(i)T},   db_l = dz_l^{(i,c)},
   so J never needs to be stored: the exact trace, the diagonal blocks and dense kernel blocks
   follow from inner products of the factors,
-      J_(i,c) . J_(j,c') = sum_l (dz_l^{(i,c)} . dz_l^{(j,c')}) (s_l^2 a_{l-1}^{(i)} . a_{l-1}^{(j)} + 1).
+      J_(i,c) . J_(j,c')
+        = sum_l (dz_l^{(i,c)} . dz_l^{(j,c')}) (s_l^2 a_{l-1}^{(i)} . a_{l-1}^{(j)} + 1).
   Shape legend: B samples, C outputs; DZ_l is (B C) x n_l, rows sample-major (i*C + c).
   Backward recursion, all (i, c) pairs at once on BLAS level 3:
       DZ_L = I_C per sample,  DZ_{l-1} = phi'(Z_{l-1}) . (s_l DZ_l W_l).
@@ -56,7 +57,8 @@ PetscErrorCode NtkNetFactorsCompute(NtkNet net, NtkNetFactors f, PetscInt B, con
 
   PetscFunctionBegin;
   PetscCheck(B <= f->maxb, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
-             "batch of %" PetscInt_FMT " exceeds the factor workspace (%" PetscInt_FMT ")", B, f->maxb);
+             "batch of %" PetscInt_FMT " exceeds the factor workspace (%" PetscInt_FMT ")", B,
+             f->maxb);
   PetscCall(NtkNetForward(net, f->work, B, X, NULL));
   f->A[1] = X;
   for (PetscInt l = 2; l <= L; l++) f->A[l] = f->work->st.A[l - 1];

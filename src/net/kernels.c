@@ -178,7 +178,8 @@ PetscErrorCode NtkNetWorkCreate(NtkNet net, PetscInt maxb, NtkNetWork *work)
   w->maxb = maxb;
   PetscCall(PetscMalloc1(PetscMax(1, maxb * StateSize(net)), &w->abuf));
   StateLayout(net, maxb, w->abuf, &w->st);
-  PetscCall(PetscMalloc3(maxb * net->maxwidth, &w->t0, maxb * net->maxwidth, &w->t1, maxb, &w->ones));
+  PetscCall(
+      PetscMalloc3(maxb * net->maxwidth, &w->t0, maxb * net->maxwidth, &w->t1, maxb, &w->ones));
   for (PetscInt r = 0; r < maxb; r++) w->ones[r] = 1.0;
   *work = w;
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -198,7 +199,8 @@ static PetscErrorCode CheckBatch(NtkNetWork w, PetscInt nb)
 {
   PetscFunctionBegin;
   PetscCheck(nb >= 0 && nb <= w->maxb, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
-             "batch of %" PetscInt_FMT " rows exceeds the workspace (%" PetscInt_FMT ")", nb, w->maxb);
+             "batch of %" PetscInt_FMT " rows exceeds the workspace (%" PetscInt_FMT ")", nb,
+             w->maxb);
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 

@@ -179,7 +179,8 @@ PetscErrorCode NtkNetSetFromOptions(NtkNet net)
                              "NtkNetSetSigmas", net->sigma_b, &net->sigma_b, NULL));
   PetscCall(PetscOptionsInt("-ntk_net_seed", "Seed of the initial parameters", "NtkNetSetSeed",
                             net->seed, &net->seed, NULL));
-  PetscCall(PetscOptionsString("-ntk_net_file", "Model file (safetensors) replacing the options above",
+  PetscCall(PetscOptionsString("-ntk_net_file",
+                               "Model file (safetensors) replacing the options above",
                                "NtkNetSetFile", net->file, net->file, sizeof(net->file), NULL));
   PetscOptionsEnd();
   PetscCall(NtkNetSetSigmas(net, net->sigma_w, net->sigma_b));

@@ -109,9 +109,9 @@ PetscErrorCode NtkOpSetFromOptions(NtkOp op)
 
   PetscFunctionBegin;
   PetscOptionsBegin(op->comm, NULL, "Kernel operator options", "NtkOp");
-  PetscCall(PetscOptionsEnum("-ntk_kernel", "Kernel: full J J^T (NC x NC) or output-averaged (N x N)",
-                             "NtkOpSetKernel", NtkKernelVariants, (PetscEnum)op->variant,
-                             (PetscEnum *)&op->variant, NULL));
+  PetscCall(PetscOptionsEnum(
+      "-ntk_kernel", "Kernel: full J J^T (NC x NC) or output-averaged (N x N)", "NtkOpSetKernel",
+      NtkKernelVariants, (PetscEnum)op->variant, (PetscEnum *)&op->variant, NULL));
   PetscCall(PetscOptionsString("-ntk_kernel_scale", "Scale of the kernel: a number, or 1/N",
                                "NtkOpSetScale", scaletext, scaletext, sizeof(scaletext), &set));
   if (set) {
@@ -229,13 +229,14 @@ PetscErrorCode NtkOpView(NtkOp op, PetscViewer viewer)
   PetscFunctionBegin;
   if (!viewer) PetscCall(PetscViewerASCIIGetStdout(op->comm, &viewer));
   PetscCall(NtkNetCacheBytes(op->net, op->ncached, &perrow));
-  PetscCall(PetscViewerASCIIPrintf(viewer, "kernel: %s, dimension %" PetscInt_FMT ", scale %g\n",
-                                   op->variant == NTK_KERNEL_FULL ? "full J J^T" : "output-averaged",
-                                   op->variant == NTK_KERNEL_FULL ? N * op->C : N,
-                                   (double)op->scale));
-  PetscCall(PetscViewerASCIIPrintf(viewer, "  micro-batch %" PetscInt_FMT ", cached rows on rank 0: %"
-                                   PetscInt_FMT " (%.1f MiB)\n", op->mb, op->ncached,
-                                   perrow / 1048576.0));
+  PetscCall(
+      PetscViewerASCIIPrintf(viewer, "kernel: %s, dimension %" PetscInt_FMT ", scale %g\n",
+                             op->variant == NTK_KERNEL_FULL ? "full J J^T" : "output-averaged",
+                             op->variant == NTK_KERNEL_FULL ? N * op->C : N, (double)op->scale));
+  PetscCall(PetscViewerASCIIPrintf(viewer,
+                                   "  micro-batch %" PetscInt_FMT
+                                   ", cached rows on rank 0: %" PetscInt_FMT " (%.1f MiB)\n",
+                                   op->mb, op->ncached, perrow / 1048576.0));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 

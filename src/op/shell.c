@@ -19,7 +19,8 @@ static PetscErrorCode PassVJP(NtkOp op, const PetscScalar *U, PetscScalar *dth)
       PetscCall(NtkNetCachedVJP(op->net, op->cache, op->work, r0, nb, U + r0 * op->C, dth));
     else PetscCall(NtkNetVJP(op->net, op->work, nb, op->shard->X + r0 * d, U + r0 * op->C, dth));
   }
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, dth, (PetscMPIInt)op->P, MPIU_SCALAR, MPIU_SUM, op->comm));
+  PetscCallMPI(
+      MPI_Allreduce(MPI_IN_PLACE, dth, (PetscMPIInt)op->P, MPIU_SCALAR, MPIU_SUM, op->comm));
   op->nvjp++;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -227,12 +228,15 @@ PetscErrorCode NtkOpCreateShells(NtkOp op)
   Vec      pv;
 
   PetscFunctionBegin;
-  PetscCall(CreateShell(op, nout, PETSC_DECIDE, op->P, MultJacobian, MultJacobianTranspose, &op->J));
+  PetscCall(
+      CreateShell(op, nout, PETSC_DECIDE, op->P, MultJacobian, MultJacobianTranspose, &op->J));
   PetscCall(MatGetLocalSize(op->J, NULL, &plo));
   PetscCall(CreateShell(op, plo, plo, PETSC_DETERMINE, MultGram, NULL, &op->G));
   if (op->variant == NTK_KERNEL_FULL)
     PetscCall(CreateShell(op, nout, nout, PETSC_DETERMINE, MultKernelFull, NULL, &op->K));
-  else PetscCall(CreateShell(op, op->nloc, op->nloc, PETSC_DETERMINE, MultKernelAveraged, NULL, &op->K));
+  else
+    PetscCall(
+        CreateShell(op, op->nloc, op->nloc, PETSC_DETERMINE, MultKernelAveraged, NULL, &op->K));
 
   PetscCall(MatCreateVecs(op->J, &pv, NULL));
   PetscCall(VecCreateSeq(PETSC_COMM_SELF, op->P, &op->pall));
@@ -280,7 +284,8 @@ PetscErrorCode NtkOpCreateParamVec(NtkOp op, Vec *v)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-PetscErrorCode NtkOpSetProductMonitor(NtkOp op, PetscErrorCode (*fn)(NtkOp, PetscInt, void *), void *ctx)
+PetscErrorCode NtkOpSetProductMonitor(NtkOp op, PetscErrorCode (*fn)(NtkOp, PetscInt, void *),
+                                      void *ctx)
 {
   PetscFunctionBegin;
   op->prodmon    = fn;

@@ -56,7 +56,8 @@ PetscErrorCode NtkOpDiagonalBlocks(NtkOp op, PetscScalar *Kd)
     PetscCall(BlocksOfBatch(op, fac, i0, B, blk));
     for (PetscInt i = 0; i < B; i++) {
       if (op->variant == NTK_KERNEL_FULL) {
-        for (PetscInt k = 0; k < C * C; k++) Kd[(i0 + i) * C * C + k] = op->scale * blk[i * C * C + k];
+        for (PetscInt k = 0; k < C * C; k++)
+          Kd[(i0 + i) * C * C + k] = op->scale * blk[i * C * C + k];
       } else {
         PetscScalar s = 0;
         for (PetscInt c = 0; c < C; c++) s += blk[(i * C + c) * C + c];

@@ -43,7 +43,8 @@ static void NtkErrorOptionName(const char *mess, char name[], size_t size)
 }
 
 static PetscErrorCode NtkErrorHandler(MPI_Comm comm, int line, const char *fun, const char *file,
-                                      PetscErrorCode n, PetscErrorType p, const char *mess, void *ctx)
+                                      PetscErrorCode n, PetscErrorType p, const char *mess,
+                                      void *ctx)
 {
   PetscMPIInt size = 1, rank = 0, wrank = 0;
 
@@ -61,15 +62,18 @@ static PetscErrorCode NtkErrorHandler(MPI_Comm comm, int line, const char *fun, 
 
     if (fun && !strncmp(fun, "PetscOptionsStringTo", 20))
       NtkErrorOptionName(mess, opt, sizeof(opt));
-    if (size > 1 || wrank == 0) (void)fprintf(stderr, "ntkspec: error: %s%s\n", opt, mess);
-    else (void)fprintf(stderr, "ntkspec: error on rank %d: %s%s\n", wrank, opt, mess);
+    if (size > 1 || wrank == 0)
+      (void)PetscFPrintf(PETSC_COMM_SELF, PETSC_STDERR, "ntkspec: error: %s%s\n", opt, mess);
+    else
+      (void)PetscFPrintf(PETSC_COMM_SELF, PETSC_STDERR, "ntkspec: error on rank %d: %s%s\n", wrank,
+                         opt, mess);
   } else {
     const char *text = NULL;
     PetscErrorMessage(n, &text, NULL);
-    (void)fprintf(stderr, "ntkspec: error: %s (in %s, %s:%d)\n", text ? text : "unknown", fun, file,
-                  line);
+    (void)PetscFPrintf(PETSC_COMM_SELF, PETSC_STDERR, "ntkspec: error: %s (in %s, %s:%d)\n",
+                       text ? text : "unknown", fun, file, line);
   }
-  (void)fflush(stderr);
+  (void)fflush(PETSC_STDERR);
   return n;
 }
 
@@ -103,8 +107,8 @@ PetscErrorCode NtkCheckAll(MPI_Comm comm, PetscBool ok, PetscErrorCode code, con
   SETERRQ(comm, code ? code : PETSC_ERR_FILE_UNEXPECTED, "%s", text);
 }
 
-PetscErrorCode NtkParseIntList(MPI_Comm comm, const char option[], const char text[], PetscInt max, PetscInt *n,
-                               PetscInt vals[])
+PetscErrorCode NtkParseIntList(MPI_Comm comm, const char option[], const char text[], PetscInt max,
+                               PetscInt *n, PetscInt vals[])
 {
   const char *p = text;
 

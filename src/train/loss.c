@@ -67,9 +67,10 @@ PetscErrorCode NtkLossEvaluate(NtkOp op, NtkLossType type, PetscReal *loss, Vec 
              " (the full output space)",
              nl, n * C);
   /* a rank without samples has no labels array either: all ranks decide together */
-  PetscCall(NtkCheckAll(comm, type != NTK_LOSS_XENT || sh->labels || n == 0 ? PETSC_TRUE : PETSC_FALSE,
-                        PETSC_ERR_SUP, "-ntk_loss xent needs class labels; these data have "
-                        "regression targets only (use -ntk_loss mse)"));
+  PetscCall(NtkCheckAll(
+      comm, type != NTK_LOSS_XENT || sh->labels || n == 0 ? PETSC_TRUE : PETSC_FALSE, PETSC_ERR_SUP,
+      "-ntk_loss xent needs class labels; these data have "
+      "regression targets only (use -ntk_loss mse)"));
   PetscCall(PetscMalloc1(PetscMax(1, n * C), &F));
   PetscCall(NtkOpGetOutputs(op, g));
   PetscCall(VecGetArray(g, &G));

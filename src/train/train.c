@@ -17,18 +17,8 @@
   `ntkspec train` then exits with NTK_TRAIN_EXIT_INTERRUPTED (3): resubmit to resume.
 */
 #include "trainimpl.h"
-#include <signal.h>
-#include <stdlib.h>
-#include <time.h>
 
 PetscLogEvent NTK_TrainStep, NTK_TrainTrack, NTK_TrainCheckpoint;
-
-static volatile sig_atomic_t train_signal = 0;
-
-static void OnSignal(int sig)
-{
-  train_signal = sig;
-}
 
 PetscErrorCode NtkTrainerCreate(NtkOp op, NtkOp test, NtkTrainer *trainer)
 {
@@ -401,54 +391,34 @@ static PetscErrorCode Step(NtkTrainer tr)
 }
 
 /*
-  Test hook: NTK_TEST_STEP_PAUSE=<seconds> waits that long after every step, so that tests can
-  deliver a real signal in the middle of a run however fast the machine is.
+  All ranks agree whether to stop now: a signal on any rank (caught only when there is a checkpoint
+  folder to save to), or the stop-after step.
 */
-static void TestStepPause(void)
-{
-  const char *s = getenv("NTK_TEST_STEP_PAUSE");
-  double      t = s ? strtod(s, NULL) : 0;
-
-  if (t > 0) {
-    struct timespec ts = {(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
-    (void)nanosleep(&ts, NULL);
-  }
-}
-
-/* All ranks agree whether to stop now: a signal on any rank, or the stop-after step. */
 static PetscErrorCode ShouldStop(NtkTrainer tr, PetscBool *stop)
 {
-  int flag;
+  PetscBool sig = PETSC_FALSE;
 
   PetscFunctionBegin;
-  TestStepPause();
-  flag = train_signal ? 1 : 0;
-  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, tr->comm));
-  *stop = flag || (tr->stop_after > 0 && tr->step == tr->stop_after) ? PETSC_TRUE : PETSC_FALSE;
+  if (tr->ckdir[0]) PetscCall(NtkSignalPending(tr->comm, &sig));
+  *stop = sig || (tr->stop_after > 0 && tr->step == tr->stop_after) ? PETSC_TRUE : PETSC_FALSE;
   /* after the last step the run finishes normally: final tracking and checkpoint */
   if (tr->step >= tr->steps) *stop = PETSC_FALSE;
-  if (flag) PetscCall(PetscInfo(NULL, "signal received: checkpoint and stop at step %" PetscInt_FMT
-                                "\n", tr->step));
+  if (sig) PetscCall(PetscInfo(NULL, "signal received: checkpoint and stop at step %" PetscInt_FMT
+                               "\n", tr->step));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
 PetscErrorCode NtkTrainerTrain(NtkTrainer tr)
 {
-  struct sigaction sa, old_term, old_usr1;
-  PetscBool        stop = PETSC_FALSE, ckpt_now = PETSC_FALSE;
-  PetscLogDouble   t;
+  PetscBool      stop = PETSC_FALSE, ckpt_now = PETSC_FALSE;
+  PetscLogDouble t;
 
   PetscFunctionBegin;
   PetscCall(NtkTrainerSetUp(tr));
   tr->interrupted = PETSC_FALSE;
   tr->t0          = MPI_Wtime();
-  train_signal    = 0;
   /* without a checkpoint folder there is nothing to save: signals keep their usual effect */
-  (void)memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = OnSignal;
-  (void)sigemptyset(&sa.sa_mask);
-  if (tr->ckdir[0]) (void)sigaction(SIGTERM, &sa, &old_term);
-  if (tr->ckdir[0]) (void)sigaction(SIGUSR1, &sa, &old_usr1);
+  if (tr->ckdir[0]) PetscCall(NtkSignalInstall());
 
   for (;;) {
     /* record theta_step, unless a resumed history already holds it */
@@ -476,8 +446,7 @@ PetscErrorCode NtkTrainerTrain(NtkTrainer tr)
     }
   }
   if (!tr->interrupted && tr->ckdir[0]) PetscCall(NtkTrainerCheckpointWrite(tr));
-  if (tr->ckdir[0]) (void)sigaction(SIGTERM, &old_term, NULL);
-  if (tr->ckdir[0]) (void)sigaction(SIGUSR1, &old_usr1, NULL);
+  if (tr->ckdir[0]) PetscCall(NtkSignalRestore());
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
