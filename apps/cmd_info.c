@@ -79,23 +79,29 @@ static PetscErrorCode SelfCheck(NtkApp *app, PetscReal *adj, PetscReal *fd)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* Bytes the matrix-free path holds per rank: parameters and work vectors, cache, micro-batch. */
-static PetscReal MatrixFreeBytes(NtkApp *app, PetscInt nloc)
+/*
+  Bytes the matrix-free path holds per rank: parameters and work vectors, micro-batch buffers, the
+  outputs, and the cache (forward state and Jacobian factors) as the operator allocated it.
+*/
+static PetscErrorCode MatrixFreeBytes(NtkApp *app, PetscInt nloc, PetscReal *bytes)
 {
-  PetscInt       P, L, mb, n;
+  PetscInt        P, L, mb, n;
   const PetscInt *w;
-  PetscLogDouble cache;
-  PetscReal      cache_mb, per = 0;
+  PetscLogDouble  cache;
+  PetscReal       per = 0;
+  MPI_Comm        comm;
 
-  NtkNetGetNumParameters(app->net, &P);
-  NtkNetGetWidths(app->net, &n, &w);
-  NtkNetGetNumLayers(app->net, &L);
-  NtkOpGetMicroBatch(app->op, &mb);
-  NtkOpGetCacheLimit(app->op, &cache_mb);
-  NtkNetCacheBytes(app->net, nloc, &cache);
+  PetscFunctionBegin;
+  PetscCall(NtkNetGetComm(app->net, &comm));
+  PetscCall(NtkNetGetNumParameters(app->net, &P));
+  PetscCall(NtkNetGetWidths(app->net, &n, &w));
+  PetscCall(NtkNetGetNumLayers(app->net, &L));
+  PetscCall(NtkOpGetMicroBatch(app->op, &mb));
+  PetscCall(NtkOpGetCacheBytes(app->op, &cache));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &cache, 1, MPI_DOUBLE, MPI_MAX, comm));
   for (PetscInt l = 0; l < n; l++) per = PetscMax(per, (PetscReal)w[l]);
-  return 8.0 * (6.0 * P + 4.0 * mb * per + 3.0 * nloc * w[L]) +
-         PetscMin(cache, cache_mb * 1048576.0);
+  *bytes = 8.0 * (6.0 * P + 4.0 * mb * per + 3.0 * nloc * w[L]) + cache;
+  PetscFunctionReturn(PETSC_SUCCESS);
 }
 
 PetscErrorCode NtkCmdInfo(MPI_Comm comm)
@@ -105,7 +111,7 @@ PetscErrorCode NtkCmdInfo(MPI_Comm comm)
   PetscBool           check = PETSC_FALSE;
   PetscMPIInt         size;
   PetscInt            nmin, nmax, nloc, P;
-  PetscReal           dense, mfree, adj = 0, fd = 0;
+  PetscReal           dense, mfree = 0, adj = 0, fd = 0;
   json_object        *doc = json_object_new_object(), *mem = json_object_new_object();
 
   PetscFunctionBegin;
@@ -121,7 +127,7 @@ PetscErrorCode NtkCmdInfo(MPI_Comm comm)
   PetscCallMPI(MPI_Allreduce(&nloc, &nmin, 1, MPIU_INT, MPI_MIN, comm));
   PetscCallMPI(MPI_Allreduce(&nloc, &nmax, 1, MPIU_INT, MPI_MAX, comm));
   dense = 8.0 * (PetscReal)(sh->N * sh->C) * (PetscReal)(sh->N * sh->C);
-  mfree = MatrixFreeBytes(&app, nmax);
+  PetscCall(MatrixFreeBytes(&app, nmax, &mfree));
 
   if (!app.quiet) PetscCall(NtkNetView(app.net, NULL));
   if (!app.quiet) PetscCall(NtkDataView(app.data, NULL));

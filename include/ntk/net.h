@@ -100,6 +100,20 @@ PETSC_EXTERN PetscErrorCode NtkNetCachedJVP(NtkNet, NtkNetCache, NtkNetWork, Pet
 PETSC_EXTERN PetscErrorCode NtkNetCachedVJP(NtkNet, NtkNetCache, NtkNetWork, PetscInt, PetscInt,
                                             const PetscScalar *, PetscScalar *);
 
+/*
+  Cached Jacobian factors (see NtkNetFactorsCompute below): a cache may also keep, for hidden
+  layers 1..L-2, the cotangents of z_l for every output, N C sum n_l doubles, when that saves
+  flops (C smaller than the widths above). Products over the cache then skip backpropagation
+  through those layers. NtkNetCacheFactorBytes gives the memory for n rows (0: the network gains
+  nothing from factors); NtkNetCacheEnableFactors allocates it; NtkNetCacheComputeFactors fills
+  it from the cached forward state and is a no-op while the factors are fresh. NtkNetCacheForward
+  marks them stale; until they are recomputed products take the ordinary route.
+*/
+PETSC_EXTERN PetscErrorCode NtkNetCacheFactorBytes(NtkNet, PetscInt, PetscLogDouble *);
+PETSC_EXTERN PetscErrorCode NtkNetCacheEnableFactors(NtkNet, NtkNetCache);
+PETSC_EXTERN PetscErrorCode NtkNetCacheComputeFactors(NtkNet, NtkNetCache);
+PETSC_EXTERN PetscErrorCode NtkNetCacheHasFactors(NtkNetCache, PetscBool *, PetscBool *);
+
 /* Plain-loop reference twins of the BLAS kernels, for tests. */
 PETSC_EXTERN PetscErrorCode NtkNetForwardRef(NtkNet, PetscInt, const PetscScalar *, PetscScalar *);
 PETSC_EXTERN PetscErrorCode NtkNetJVPRef(NtkNet, PetscInt, const PetscScalar *, const PetscScalar *,
@@ -121,4 +135,4 @@ PETSC_EXTERN PetscErrorCode NtkNetFactorsCompute(NtkNet, NtkNetFactors, PetscInt
                                                  const PetscScalar *, const PetscScalar ***,
                                                  const PetscScalar ***);
 
-PETSC_EXTERN PetscLogEvent NTK_NetForward, NTK_NetJVP, NTK_NetVJP;
+PETSC_EXTERN PetscLogEvent NTK_NetForward, NTK_NetJVP, NTK_NetVJP, NTK_NetFactors;

@@ -32,6 +32,16 @@ PETSC_EXTERN PetscErrorCode NtkOpSetMicroBatch(NtkOp, PetscInt);
 PETSC_EXTERN PetscErrorCode NtkOpGetMicroBatch(NtkOp, PetscInt *);
 PETSC_EXTERN PetscErrorCode NtkOpSetCacheLimit(NtkOp, PetscReal);
 PETSC_EXTERN PetscErrorCode NtkOpGetCacheLimit(NtkOp, PetscReal *);
+/*
+  Jacobian factors in the cache (default on): products over cached rows read the cotangents of
+  hidden layers from stored factors instead of backpropagating (NtkNetCacheEnableFactors). Used
+  when the network gains from them and all local rows fit in the cache limit with them; they are
+  computed at the first operator product after each NtkOpUpdate.
+*/
+PETSC_EXTERN PetscErrorCode NtkOpSetFactors(NtkOp, PetscBool);
+PETSC_EXTERN PetscErrorCode NtkOpGetFactors(NtkOp, PetscBool *);
+/* Bytes this rank holds in the cache (forward state and factors) */
+PETSC_EXTERN PetscErrorCode NtkOpGetCacheBytes(NtkOp, PetscLogDouble *);
 PETSC_EXTERN PetscErrorCode NtkOpSetFromOptions(NtkOp);
 PETSC_EXTERN PetscErrorCode NtkOpSetUp(NtkOp);
 PETSC_EXTERN PetscErrorCode NtkOpUpdate(NtkOp);

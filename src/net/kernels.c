@@ -71,7 +71,11 @@ PetscErrorCode NtkNetStateForward(NtkNet net, NtkNetState *st, const PetscScalar
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* tF = J tth for rows [r0, r0+B) of the state (B x C, overwritten). */
+/*
+  tF = J tth for rows [r0, r0+B) of the state (B x C, overwritten). With factors of layers 1..lf
+  the tangent recursion starts at layer lf+1 (tA_lf = 0), and each factored layer adds its own
+  term DZ_l . (s tW_l a_{l-1} + tb_l) to tF.
+*/
 PetscErrorCode NtkNetStateJVP(NtkNet net, const NtkNetState *st, PetscInt r0, PetscInt B,
                               NtkNetWork w, const PetscScalar *tth, PetscScalar *tF)
 {
@@ -81,7 +85,7 @@ PetscErrorCode NtkNetStateJVP(NtkNet net, const NtkNetState *st, PetscInt r0, Pe
   PetscFunctionBegin;
   PetscCall(PetscLogEventBegin(NTK_NetJVP, 0, 0, 0, 0));
   PetscCall(VecGetArrayRead(net->theta, &th));
-  for (PetscInt l = 1; l <= net->L; l++) {
+  for (PetscInt l = st->lf + 1; l <= net->L; l++) {
     const NtkLayer    *ly   = &net->layers[l - 1];
     PetscInt           ni    = ly->in, no = ly->out;
     const PetscScalar *Ain  = l == 1 ? st->X + r0 * ni : st->A[l - 1] + r0 * ni;
@@ -102,12 +106,26 @@ PetscErrorCode NtkNetStateJVP(NtkNet net, const NtkNetState *st, PetscInt r0, Pe
       spare = tA;
     }
   }
+  for (PetscInt l = 1; l <= st->lf; l++) {
+    const NtkLayer    *ly  = &net->layers[l - 1];
+    PetscInt           ni   = ly->in, no = ly->out;
+    const PetscScalar *Ain = l == 1 ? st->X + r0 * ni : st->A[l - 1] + r0 * ni;
+
+    PetscCall(SetRowsToBias(B, no, tth + ly->boff, w->t0));
+    PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, Ain, ni, tth + ly->woff, ni, 1.0,
+                   w->t0, no));
+    PetscCall(NtkNetFactorsPush(net, st, l, r0, B, w->t0, tF));
+  }
   PetscCall(VecRestoreArrayRead(net->theta, &th));
   PetscCall(PetscLogEventEnd(NTK_NetJVP, 0, 0, 0, 0));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* dth += J^T dF for rows [r0, r0+B) of the state (dF: B x C; dth accumulated). */
+/*
+  dth += J^T dF for rows [r0, r0+B) of the state (dF: B x C; dth accumulated). The cotangent of
+  a factored layer l <= lf is read off the factors, dZ_l = sum_c dF[:, c] DZ_l[(., c)], instead
+  of being backpropagated through layer l+1.
+*/
 PetscErrorCode NtkNetStateVJP(NtkNet net, const NtkNetState *st, PetscInt r0, PetscInt B,
                               NtkNetWork w, const PetscScalar *dF, PetscScalar *dth)
 {
@@ -131,10 +149,11 @@ PetscErrorCode NtkNetStateVJP(NtkNet net, const NtkNetState *st, PetscInt r0, Pe
                                              w->ones, one, 1.0, dth + ly->boff, one));
     PetscCall(PetscLogFlops(2.0 * B * no));
     if (l == 1) break;
-    PetscCall(Gemm(CblasNoTrans, CblasNoTrans, B, ni, no, ly->scale, dZ, no, th + ly->woff, ni, 0.0,
-                   dA, ni));
-    {
+    if (l - 1 <= st->lf) PetscCall(NtkNetFactorsPull(net, st, l - 1, r0, B, dF, dA));
+    else {
       const PetscScalar *D = st->D[l - 1] + r0 * ni;
+      PetscCall(Gemm(CblasNoTrans, CblasNoTrans, B, ni, no, ly->scale, dZ, no, th + ly->woff, ni,
+                     0.0, dA, ni));
       for (PetscInt k = 0; k < B * ni; k++) dA[k] *= D[k];
       PetscCall(PetscLogFlops(1.0 * B * ni));
     }
@@ -261,15 +280,20 @@ PetscErrorCode NtkNetCacheDestroy(NtkNetCache *cache)
   PetscFunctionBegin;
   if (!*cache) PetscFunctionReturn(PETSC_SUCCESS);
   PetscCall(PetscFree((*cache)->abuf));
+  PetscCall(PetscFree((*cache)->fbuf));
   PetscCall(PetscFree(*cache));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* The cache is filled in one pass over all of its rows: the GEMMs are as large as they get. */
+/*
+  The cache is filled in one pass over all of its rows: the GEMMs are as large as they get. Its
+  factors, if any, belong to the previous state and are marked stale.
+*/
 PetscErrorCode NtkNetCacheForward(NtkNet net, NtkNetCache c, NtkNetWork w, const PetscScalar *X,
                                   PetscScalar *F)
 {
   PetscFunctionBegin;
+  c->st.lf = 0;
   PetscCall(NtkNetStateForward(net, &c->st, X, F));
   PetscFunctionReturn(PETSC_SUCCESS);
 }

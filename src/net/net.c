@@ -14,7 +14,7 @@
 const char *const NtkParameterizations[] = {"standard", "ntk", "NtkParameterization", "NTK_PARAM_",
                                             NULL};
 
-PetscLogEvent NTK_NetForward, NTK_NetJVP, NTK_NetVJP;
+PetscLogEvent NTK_NetForward, NTK_NetJVP, NTK_NetVJP, NTK_NetFactors;
 
 static PetscErrorCode NtkNetRegisterEvents(void)
 {
@@ -27,6 +27,7 @@ static PetscErrorCode NtkNetRegisterEvents(void)
   PetscCall(PetscLogEventRegister("NtkNetForward", NTK_CLASSID, &NTK_NetForward));
   PetscCall(PetscLogEventRegister("NtkNetJVP", NTK_CLASSID, &NTK_NetJVP));
   PetscCall(PetscLogEventRegister("NtkNetVJP", NTK_CLASSID, &NTK_NetVJP));
+  PetscCall(PetscLogEventRegister("NtkNetFactors", NTK_CLASSID, &NTK_NetFactors));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 

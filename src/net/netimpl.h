@@ -23,12 +23,19 @@ struct _p_NtkNet {
   PetscBool           loading; /* inside NtkNetLoadSafetensors */
 };
 
-/* Forward state of nb rows: A[l] = a_l (nb x n_l) and D[l] = phi'(z_l) for 1 <= l < L. */
+/*
+  Forward state of nb rows: A[l] = a_l (nb x n_l) and D[l] = phi'(z_l) for 1 <= l < L. When
+  lf > 0 the state also holds valid Jacobian factors DZ[l] ((nb C) x n_l, the cotangents of z_l
+  for the output cotangents e_c, sample-major) of layers 1..lf, and products use them in place
+  of backpropagation through those layers (factors.c).
+*/
 typedef struct {
   PetscInt      nb;
   const PetscScalar *X;
   PetscScalar  *A[NTK_MAX_LAYERS];
   PetscScalar  *D[NTK_MAX_LAYERS];
+  PetscInt      lf;
+  PetscScalar  *DZ[NTK_MAX_LAYERS];
 } NtkNetState;
 
 struct _p_NtkNetWork {
@@ -43,6 +50,8 @@ struct _p_NtkNetCache {
   PetscInt     n;
   PetscScalar *abuf;
   NtkNetState  st;
+  PetscInt     nf;   /* layers 1..nf have factor storage in fbuf (0: none) */
+  PetscScalar *fbuf;
 };
 
 PETSC_INTERN PetscErrorCode NtkActivationApply(NtkActivation, PetscInt, const PetscScalar *,
@@ -54,5 +63,10 @@ PETSC_INTERN PetscErrorCode NtkNetStateForward(NtkNet, NtkNetState *, const Pets
                                                PetscScalar *);
 PETSC_INTERN PetscErrorCode NtkNetStateJVP(NtkNet, const NtkNetState *, PetscInt, PetscInt,
                                            NtkNetWork, const PetscScalar *, PetscScalar *);
+/* Contractions with the factors of layer l, rows [r0, r0 + B) of the state (factors.c) */
+PETSC_INTERN PetscErrorCode NtkNetFactorsPull(NtkNet, const NtkNetState *, PetscInt, PetscInt,
+                                              PetscInt, const PetscScalar *, PetscScalar *);
+PETSC_INTERN PetscErrorCode NtkNetFactorsPush(NtkNet, const NtkNetState *, PetscInt, PetscInt,
+                                              PetscInt, const PetscScalar *, PetscScalar *);
 PETSC_INTERN PetscErrorCode NtkNetStateVJP(NtkNet, const NtkNetState *, PetscInt, PetscInt,
                                            NtkNetWork, const PetscScalar *, PetscScalar *);

@@ -15,10 +15,22 @@
 */
 #include "opimpl.h"
 
-/* Index of the first non-finite entry of v[0..n), or -1. */
+/*
+  Index of the first non-finite entry of v[0..n), or -1. x - x is 0 for finite x and NaN for Inf
+  or NaN, so a branch-free sum over eight lanes (which the compiler vectorises) clears the common
+  all-finite case at memory speed; only a non-zero sum pays for the search.
+*/
 static PetscInt FirstNonFinite(const PetscScalar *v, PetscInt n)
 {
-  for (PetscInt k = 0; k < n; k++)
+  PetscReal acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sum = 0;
+  PetscInt  k      = 0;
+
+  for (; k + 8 <= n; k += 8)
+    for (PetscInt j = 0; j < 8; j++) acc[j] += v[k + j] - v[k + j];
+  for (; k < n; k++) sum += v[k] - v[k];
+  for (PetscInt j = 0; j < 8; j++) sum += acc[j];
+  if (sum == 0) return -1;
+  for (k = 0; k < n; k++)
     if (PetscIsInfOrNanScalar(v[k])) return k;
   return -1;
 }

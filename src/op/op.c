@@ -34,6 +34,7 @@ PetscErrorCode NtkOpCreate(NtkNet net, NtkData data, NtkOp *op)
   o->scale    = 1.0;
   o->mb       = 1024;
   o->cache_mb = 4096;
+  o->factors  = PETSC_TRUE;
   *op         = o;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -101,6 +102,39 @@ PetscErrorCode NtkOpGetCacheLimit(NtkOp op, PetscReal *mib)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+PetscErrorCode NtkOpSetFactors(NtkOp op, PetscBool flg)
+{
+  PetscFunctionBegin;
+  PetscCheck(!op->setup, op->comm, PETSC_ERR_ORDER, "set the factor choice before NtkOpSetUp");
+  op->factors = flg;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkOpGetFactors(NtkOp op, PetscBool *flg)
+{
+  PetscFunctionBegin;
+  *flg = op->usefactors;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkOpGetCacheBytes(NtkOp op, PetscLogDouble *bytes)
+{
+  PetscLogDouble fb = 0;
+
+  PetscFunctionBegin;
+  PetscCall(NtkNetCacheBytes(op->net, op->ncached, bytes));
+  if (op->usefactors) PetscCall(NtkNetCacheFactorBytes(op->net, op->ncached, &fb));
+  *bytes += fb;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkOpPrepareFactors(NtkOp op)
+{
+  PetscFunctionBegin;
+  if (op->usefactors) PetscCall(NtkNetCacheComputeFactors(op->net, op->cache));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 PetscErrorCode NtkOpSetFromOptions(NtkOp op)
 {
   PetscBool set;
@@ -130,6 +164,10 @@ PetscErrorCode NtkOpSetFromOptions(NtkOp op)
                             "NtkOpSetMicroBatch", op->mb, &op->mb, NULL));
   PetscCall(PetscOptionsReal("-ntk_op_cache_mb", "Memory per rank for cached activations (MiB)",
                              "NtkOpSetCacheLimit", op->cache_mb, &op->cache_mb, NULL));
+  PetscCall(PetscOptionsBool("-ntk_op_factors",
+                             "Keep Jacobian factors of hidden layers in the cache to skip "
+                             "backpropagation in products (when they fit and pay)",
+                             "NtkOpSetFactors", op->factors, &op->factors, NULL));
   PetscOptionsEnd();
   PetscCall(NtkOpSetMicroBatch(op, op->mb));
   PetscCall(NtkOpSetCacheLimit(op, op->cache_mb));
@@ -156,7 +194,7 @@ PetscErrorCode NtkOpUpdate(NtkOp op)
 PetscErrorCode NtkOpSetUp(NtkOp op)
 {
   PetscInt       d, rowsize;
-  PetscLogDouble perrow;
+  PetscLogDouble perrow, fbytes;
 
   PetscFunctionBegin;
   if (op->setup) PetscFunctionReturn(PETSC_SUCCESS);
@@ -176,18 +214,29 @@ PetscErrorCode NtkOpSetUp(NtkOp op)
   if (op->scale_by_n) op->scale = 1.0 / op->shard->N;
   op->mb   = PetscMax(1, PetscMin(op->mb, op->nloc));
 
-  /* cache as many local rows as the limit allows; the rest are recomputed per micro-batch */
+  /*
+    Cache as many local rows as the limit allows; the rest are recomputed per micro-batch. The
+    factors are kept only if every local row fits with them: a full cache without factors beats
+    a partial one with them.
+  */
   PetscCall(NtkNetCacheBytes(op->net, 1, &perrow));
+  PetscCall(NtkNetCacheFactorBytes(op->net, op->nloc, &fbytes));
+  op->usefactors = op->factors && fbytes > 0 &&
+                           op->nloc * perrow + fbytes <= op->cache_mb * 1048576.0
+                       ? PETSC_TRUE
+                       : PETSC_FALSE;
   rowsize     = (PetscInt)PetscMax(perrow, 1);
   op->ncached = (PetscInt)PetscMin((PetscLogDouble)op->nloc, op->cache_mb * 1048576.0 / rowsize);
   PetscCall(NtkNetCacheCreate(op->net, op->ncached, &op->cache));
+  if (op->usefactors) PetscCall(NtkNetCacheEnableFactors(op->net, op->cache));
   PetscCall(NtkNetWorkCreate(op->net, op->mb, &op->work));
   PetscCall(PetscMalloc4(op->nloc * op->C, &op->F, op->P, &op->pbuf, op->P, &op->pbuf2,
                          op->nloc * op->C, &op->obuf));
   PetscCall(NtkOpUpdate(op));
   PetscCall(NtkOpCreateShells(op));
   PetscCall(PetscInfo(NULL, "NtkOp: %" PetscInt_FMT " local samples, %" PetscInt_FMT
-                      " cached, micro-batch %" PetscInt_FMT "\n", op->nloc, op->ncached, op->mb));
+                      " cached, micro-batch %" PetscInt_FMT ", factors %s\n", op->nloc,
+                      op->ncached, op->mb, op->usefactors ? "kept" : "not kept"));
   op->setup = PETSC_TRUE;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -223,20 +272,25 @@ PetscErrorCode NtkOpResetCounts(NtkOp op)
 
 PetscErrorCode NtkOpView(NtkOp op, PetscViewer viewer)
 {
-  PetscLogDouble perrow;
+  PetscLogDouble state, factors = 0;
   PetscInt       N = op->shard->N;
 
   PetscFunctionBegin;
   if (!viewer) PetscCall(PetscViewerASCIIGetStdout(op->comm, &viewer));
-  PetscCall(NtkNetCacheBytes(op->net, op->ncached, &perrow));
+  PetscCall(NtkNetCacheBytes(op->net, op->ncached, &state));
+  if (op->usefactors) PetscCall(NtkNetCacheFactorBytes(op->net, op->ncached, &factors));
   PetscCall(
       PetscViewerASCIIPrintf(viewer, "kernel: %s, dimension %" PetscInt_FMT ", scale %g\n",
                              op->variant == NTK_KERNEL_FULL ? "full J J^T" : "output-averaged",
                              op->variant == NTK_KERNEL_FULL ? N * op->C : N, (double)op->scale));
   PetscCall(PetscViewerASCIIPrintf(viewer,
                                    "  micro-batch %" PetscInt_FMT
-                                   ", cached rows on rank 0: %" PetscInt_FMT " (%.1f MiB)\n",
-                                   op->mb, op->ncached, perrow / 1048576.0));
+                                   ", cached rows on rank 0: %" PetscInt_FMT " (%.1f MiB)",
+                                   op->mb, op->ncached, state / 1048576.0));
+  if (op->usefactors)
+    PetscCall(PetscViewerASCIIPrintf(viewer, ", Jacobian factors %.1f MiB\n",
+                                     factors / 1048576.0));
+  else PetscCall(PetscViewerASCIIPrintf(viewer, ", no Jacobian factors\n"));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 

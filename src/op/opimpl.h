@@ -5,6 +5,8 @@
 #include "../net/netimpl.h"
 
 PETSC_INTERN PetscErrorCode NtkOpCreateShells(NtkOp);
+/* Bring the cached Jacobian factors up to date, if the operator keeps them. */
+PETSC_INTERN PetscErrorCode NtkOpPrepareFactors(NtkOp);
 /* NaN/Inf checks (finite.c): outputs after the forward pass; J^T x and y after a product. */
 PETSC_INTERN PetscErrorCode NtkOpCheckOutputs(NtkOp);
 PETSC_INTERN PetscErrorCode NtkOpCheckProduct(NtkOp, Vec, const char[]);
@@ -21,6 +23,8 @@ struct _p_NtkOp {
   PetscReal           cache_mb;    /* cache limit per rank, MiB */
   PetscInt            nloc, C, P;  /* local samples, outputs, parameters */
   PetscInt            ncached;     /* local rows held in the cache */
+  PetscBool           factors;     /* keep Jacobian factors in the cache when they pay */
+  PetscBool           usefactors;  /* ... and they do (decided at SetUp) */
   NtkNetCache         cache;
   NtkNetWork          work;
   PetscScalar        *F;           /* outputs of local samples, nloc x C */

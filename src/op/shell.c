@@ -83,6 +83,7 @@ static PetscErrorCode MultKernelFull(Mat K, Vec x, Vec y)
 
   PetscFunctionBegin;
   PetscCall(MatShellGetContext(K, &op));
+  PetscCall(NtkOpPrepareFactors(op));
   PetscCall(PetscLogEventBegin(NTK_OpKernelMult, K, x, y, 0));
   PetscCall(VecGetArrayRead(x, &u));
   PetscCall(PassVJP(op, u, op->pbuf));
@@ -108,6 +109,7 @@ static PetscErrorCode MultKernelAveraged(Mat K, Vec x, Vec y)
 
   PetscFunctionBegin;
   PetscCall(MatShellGetContext(K, &op));
+  PetscCall(NtkOpPrepareFactors(op));
   PetscCall(PetscLogEventBegin(NTK_OpKernelMult, K, x, y, 0));
   C = op->C;
   PetscCall(VecGetArrayRead(x, &u));
@@ -162,6 +164,7 @@ static PetscErrorCode MultGram(Mat G, Vec x, Vec y)
 
   PetscFunctionBegin;
   PetscCall(MatShellGetContext(G, &op));
+  PetscCall(NtkOpPrepareFactors(op));
   PetscCall(PetscLogEventBegin(NTK_OpKernelMult, G, x, y, 0));
   PetscCall(GatherParams(op, x, &all));
   PetscCall(PassJVP(op, all, op->obuf));
@@ -183,6 +186,7 @@ static PetscErrorCode MultJacobian(Mat J, Vec x, Vec y)
 
   PetscFunctionBegin;
   PetscCall(MatShellGetContext(J, &op));
+  PetscCall(NtkOpPrepareFactors(op));
   PetscCall(GatherParams(op, x, &all));
   PetscCall(VecGetArrayWrite(y, &v));
   PetscCall(PassJVP(op, all, v));
@@ -199,6 +203,7 @@ static PetscErrorCode MultJacobianTranspose(Mat J, Vec x, Vec y)
 
   PetscFunctionBegin;
   PetscCall(MatShellGetContext(J, &op));
+  PetscCall(NtkOpPrepareFactors(op));
   PetscCall(VecGetArrayRead(x, &u));
   PetscCall(PassVJP(op, u, op->pbuf));
   PetscCall(VecRestoreArrayRead(x, &u));
