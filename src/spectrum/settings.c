@@ -224,5 +224,8 @@ PetscErrorCode NtkSpectrumSetFromOptions(NtkSpectrum sp)
   PetscCall(NtkSpectrumSetStopAfter(sp, sp->stop_after));
   PetscCheck(sp->ckfile[0] || !sp->stop_after, sp->comm, PETSC_ERR_ARG_WRONG,
              "-ntk_spectrum_stop_after needs a checkpoint file (-ntk_spectrum_checkpoint)");
+  PetscCheck(sp->nev > 0 || sp->ntail > 0, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_spectrum_nev 0 with -ntk_spectrum_tail 0 asks for no eigenpairs: set either "
+             "to at least 1");
   PetscFunctionReturn(PETSC_SUCCESS);
 }
