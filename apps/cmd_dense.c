@@ -73,9 +73,9 @@ PetscErrorCode NtkCmdDense(MPI_Comm comm)
   PetscCall(NtkDenseEigenvalues(app.op, solver, &n, &eig));
   PetscCall(NtkAppPrintf(&app, "done in %.1f s\n", MPI_Wtime() - app.t0));
   PetscCall(NtkSpectrumSummarize(n, eig, &sum));
-  for (PetscInt k = 0; k < n; k++) {
+  for (PetscInt k = 0; k < n; k++) { /* printed as lambda_1 >= lambda_2 >= ... */
     if (k < show || k >= n - show)
-      PetscCall(NtkAppPrintf(&app, "  %6" PetscInt_FMT "  %.15e\n", k, (double)eig[k]));
+      PetscCall(NtkAppPrintf(&app, "  %6" PetscInt_FMT "  %.15e\n", k + 1, (double)eig[k]));
     json_object_array_add(arr, json_object_new_double(eig[k]));
   }
   PetscCall(NtkAppPrintf(&app, "trace %.10e  frobenius %.10e  entropy %.8f (normalised %.8f)  "

@@ -24,12 +24,13 @@ static json_object *PairsJSON(PetscInt n, const NtkEigenPair *p)
   return arr;
 }
 
+/* Numbered from 1 (lambda_1 the largest, or the smallest nonzero for the tail), as in the plot. */
 static PetscErrorCode PrintPairs(NtkApp *app, const char *what, PetscInt n, const NtkEigenPair *p)
 {
   PetscFunctionBegin;
   PetscCall(NtkAppPrintf(app, "%s eigenvalues (residual |K u - lambda u| / lambda_max):\n", what));
   for (PetscInt i = 0; i < n; i++)
-    PetscCall(NtkAppPrintf(app, "  %4" PetscInt_FMT "  %.15e  %.2e\n", i, (double)p[i].value,
+    PetscCall(NtkAppPrintf(app, "  %4" PetscInt_FMT "  %.15e  %.2e\n", i + 1, (double)p[i].value,
                            (double)p[i].residual));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
