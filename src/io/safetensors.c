@@ -160,8 +160,9 @@ static PetscErrorCode STParseTensor(const char file[], const char *name, json_ob
   range->end   = (size_t)json_object_get_int64(json_object_array_get_idx(off, 1));
   PetscCheck(range->begin <= range->end && range->end <= datasize, PETSC_COMM_SELF,
              PETSC_ERR_FILE_UNEXPECTED,
-             "%s: tensor '%s': data_offsets [%zu, %zu] lie outside the %zu-byte data section",
-             file, name, range->begin, range->end, datasize);
+             "%s: tensor '%s': data_offsets [%zu, %zu] lie outside the %zu-byte data section%s",
+             file, name, range->begin, range->end, datasize,
+             range->begin <= range->end ? " (the file is truncated or its header is wrong)" : "");
   bytes = n * *isize;
   PetscCheck(range->end - range->begin == bytes, PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
              "%s: tensor '%s': data_offsets span %zu bytes but %s x shape needs %zu", file, name,
