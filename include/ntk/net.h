@@ -87,7 +87,8 @@ PETSC_EXTERN PetscErrorCode NtkNetVJP(NtkNet, NtkNetWork, PetscInt, const PetscS
   Cached forward state: for fixed parameters and data the activations a_l and the derivatives
   phi'(z_l) of a whole shard are stored once and reused by every later product. Products then
   skip the forward pass. NtkNetCacheForward fills a cache for rows [0, n) of X; outputs F are
-  returned too when F is non-NULL.
+  returned too when F is non-NULL. NtkNetCachedJVP/VJP act on rows [r0, r0 + nb) of the cache;
+  with the flag true they use the cache's Jacobian factors when fresh (see below).
 */
 typedef struct _p_NtkNetCache *NtkNetCache;
 PETSC_EXTERN PetscErrorCode NtkNetCacheCreate(NtkNet, PetscInt, NtkNetCache *);
@@ -96,9 +97,9 @@ PETSC_EXTERN PetscErrorCode NtkNetCacheBytes(NtkNet, PetscInt, PetscLogDouble *)
 PETSC_EXTERN PetscErrorCode NtkNetCacheForward(NtkNet, NtkNetCache, NtkNetWork, const PetscScalar *,
                                                PetscScalar *);
 PETSC_EXTERN PetscErrorCode NtkNetCachedJVP(NtkNet, NtkNetCache, NtkNetWork, PetscInt, PetscInt,
-                                            const PetscScalar *, PetscScalar *);
+                                            PetscBool, const PetscScalar *, PetscScalar *);
 PETSC_EXTERN PetscErrorCode NtkNetCachedVJP(NtkNet, NtkNetCache, NtkNetWork, PetscInt, PetscInt,
-                                            const PetscScalar *, PetscScalar *);
+                                            PetscBool, const PetscScalar *, PetscScalar *);
 
 /*
   Cached Jacobian factors (see NtkNetFactorsCompute below): a cache may also keep, for hidden

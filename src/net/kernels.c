@@ -298,24 +298,41 @@ PetscErrorCode NtkNetCacheForward(NtkNet net, NtkNetCache c, NtkNetWork w, const
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-PetscErrorCode NtkNetCachedJVP(NtkNet net, NtkNetCache c, NtkNetWork w, PetscInt r0, PetscInt nb,
-                               const PetscScalar *tth, PetscScalar *tF)
+/*
+  The cached products take the factor route when asked to and the factors are fresh. A caller that
+  needs results independent of which products ran before (a training gradient after a tracked
+  step) asks for the ordinary route.
+*/
+static PetscErrorCode CachedState(NtkNetCache c, NtkNetWork w, PetscInt r0, PetscInt nb,
+                                  PetscBool factors, NtkNetState *st)
 {
   PetscFunctionBegin;
   PetscCall(CheckBatch(w, nb));
   PetscCheck(r0 >= 0 && r0 + nb <= c->n, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
              "rows [%" PetscInt_FMT ", %" PetscInt_FMT ") outside the cache", r0, r0 + nb);
-  PetscCall(NtkNetStateJVP(net, &c->st, r0, nb, w, tth, tF));
+  *st = c->st;
+  if (!factors) st->lf = 0;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+PetscErrorCode NtkNetCachedJVP(NtkNet net, NtkNetCache c, NtkNetWork w, PetscInt r0, PetscInt nb,
+                               PetscBool factors, const PetscScalar *tth, PetscScalar *tF)
+{
+  NtkNetState st;
+
+  PetscFunctionBegin;
+  PetscCall(CachedState(c, w, r0, nb, factors, &st));
+  PetscCall(NtkNetStateJVP(net, &st, r0, nb, w, tth, tF));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
 PetscErrorCode NtkNetCachedVJP(NtkNet net, NtkNetCache c, NtkNetWork w, PetscInt r0, PetscInt nb,
-                               const PetscScalar *dF, PetscScalar *dth)
+                               PetscBool factors, const PetscScalar *dF, PetscScalar *dth)
 {
+  NtkNetState st;
+
   PetscFunctionBegin;
-  PetscCall(CheckBatch(w, nb));
-  PetscCheck(r0 >= 0 && r0 + nb <= c->n, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
-             "rows [%" PetscInt_FMT ", %" PetscInt_FMT ") outside the cache", r0, r0 + nb);
-  PetscCall(NtkNetStateVJP(net, &c->st, r0, nb, w, dF, dth));
+  PetscCall(CachedState(c, w, r0, nb, factors, &st));
+  PetscCall(NtkNetStateVJP(net, &st, r0, nb, w, dF, dth));
   PetscFunctionReturn(PETSC_SUCCESS);
 }

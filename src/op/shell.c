@@ -6,8 +6,12 @@
 */
 #include "opimpl.h"
 
-/* dth = sum over ranks of J_local^T U (overwritten, replicated). U: n x C. */
-static PetscErrorCode PassVJP(NtkOp op, const PetscScalar *U, PetscScalar *dth)
+/*
+  dth = sum over ranks of J_local^T U (overwritten, replicated). U: n x C. The operator products
+  (shell matrices) use the Jacobian factors; the raw NtkOpVJPAll/JVPAll do not, so that a training
+  gradient is the same whether or not kernel products ran since the last update.
+*/
+static PetscErrorCode PassVJP(NtkOp op, PetscBool factors, const PetscScalar *U, PetscScalar *dth)
 {
   PetscInt d = op->shard->d;
 
@@ -16,7 +20,8 @@ static PetscErrorCode PassVJP(NtkOp op, const PetscScalar *U, PetscScalar *dth)
   for (PetscInt r0 = 0; r0 < op->nloc; r0 += op->mb) {
     PetscInt nb = PetscMin(op->mb, op->nloc - r0);
     if (r0 + nb <= op->ncached)
-      PetscCall(NtkNetCachedVJP(op->net, op->cache, op->work, r0, nb, U + r0 * op->C, dth));
+      PetscCall(
+          NtkNetCachedVJP(op->net, op->cache, op->work, r0, nb, factors, U + r0 * op->C, dth));
     else PetscCall(NtkNetVJP(op->net, op->work, nb, op->shard->X + r0 * d, U + r0 * op->C, dth));
   }
   PetscCallMPI(
@@ -26,7 +31,7 @@ static PetscErrorCode PassVJP(NtkOp op, const PetscScalar *U, PetscScalar *dth)
 }
 
 /* U = J_local tth (overwritten). U: n x C. */
-static PetscErrorCode PassJVP(NtkOp op, const PetscScalar *tth, PetscScalar *U)
+static PetscErrorCode PassJVP(NtkOp op, PetscBool factors, const PetscScalar *tth, PetscScalar *U)
 {
   PetscInt d = op->shard->d;
 
@@ -34,7 +39,8 @@ static PetscErrorCode PassJVP(NtkOp op, const PetscScalar *tth, PetscScalar *U)
   for (PetscInt r0 = 0; r0 < op->nloc; r0 += op->mb) {
     PetscInt nb = PetscMin(op->mb, op->nloc - r0);
     if (r0 + nb <= op->ncached)
-      PetscCall(NtkNetCachedJVP(op->net, op->cache, op->work, r0, nb, tth, U + r0 * op->C));
+      PetscCall(
+          NtkNetCachedJVP(op->net, op->cache, op->work, r0, nb, factors, tth, U + r0 * op->C));
     else PetscCall(NtkNetJVP(op->net, op->work, nb, op->shard->X + r0 * d, tth, U + r0 * op->C));
   }
   op->njvp++;
@@ -47,7 +53,7 @@ PetscErrorCode NtkOpVJPAll(NtkOp op, Vec u, PetscScalar *dth)
 
   PetscFunctionBegin;
   PetscCall(VecGetArrayRead(u, &U));
-  PetscCall(PassVJP(op, U, dth));
+  PetscCall(PassVJP(op, PETSC_FALSE, U, dth));
   PetscCall(VecRestoreArrayRead(u, &U));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -58,7 +64,7 @@ PetscErrorCode NtkOpJVPAll(NtkOp op, const PetscScalar *tth, Vec u)
 
   PetscFunctionBegin;
   PetscCall(VecGetArrayWrite(u, &U));
-  PetscCall(PassJVP(op, tth, U));
+  PetscCall(PassJVP(op, PETSC_FALSE, tth, U));
   PetscCall(VecRestoreArrayWrite(u, &U));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -86,10 +92,10 @@ static PetscErrorCode MultKernelFull(Mat K, Vec x, Vec y)
   PetscCall(NtkOpPrepareFactors(op));
   PetscCall(PetscLogEventBegin(NTK_OpKernelMult, K, x, y, 0));
   PetscCall(VecGetArrayRead(x, &u));
-  PetscCall(PassVJP(op, u, op->pbuf));
+  PetscCall(PassVJP(op, PETSC_TRUE, u, op->pbuf));
   PetscCall(VecRestoreArrayRead(x, &u));
   PetscCall(VecGetArrayWrite(y, &v));
-  PetscCall(PassJVP(op, op->pbuf, v));
+  PetscCall(PassJVP(op, PETSC_TRUE, op->pbuf, v));
   PetscCall(VecRestoreArrayWrite(y, &v));
   if (op->scale != 1.0) PetscCall(VecScale(y, op->scale));
   PetscCall(NtkOpCheckProduct(op, y, "kernel product K x"));
@@ -118,8 +124,8 @@ static PetscErrorCode MultKernelAveraged(Mat K, Vec x, Vec y)
   for (PetscInt c = 0; c < C; c++) {
     PetscCall(PetscArrayzero(op->obuf, op->nloc * C));
     for (PetscInt i = 0; i < op->nloc; i++) op->obuf[i * C + c] = u[i];
-    PetscCall(PassVJP(op, op->obuf, op->pbuf));
-    PetscCall(PassJVP(op, op->pbuf, op->obuf));
+    PetscCall(PassVJP(op, PETSC_TRUE, op->obuf, op->pbuf));
+    PetscCall(PassJVP(op, PETSC_TRUE, op->pbuf, op->obuf));
     for (PetscInt i = 0; i < op->nloc; i++) v[i] += op->obuf[i * C + c];
   }
   for (PetscInt i = 0; i < op->nloc; i++) v[i] *= op->scale / C;
@@ -167,9 +173,9 @@ static PetscErrorCode MultGram(Mat G, Vec x, Vec y)
   PetscCall(NtkOpPrepareFactors(op));
   PetscCall(PetscLogEventBegin(NTK_OpKernelMult, G, x, y, 0));
   PetscCall(GatherParams(op, x, &all));
-  PetscCall(PassJVP(op, all, op->obuf));
+  PetscCall(PassJVP(op, PETSC_TRUE, all, op->obuf));
   PetscCall(VecRestoreArrayRead(op->pall, &all));
-  PetscCall(PassVJP(op, op->obuf, op->pbuf));
+  PetscCall(PassVJP(op, PETSC_TRUE, op->obuf, op->pbuf));
   PetscCall(ScatterOwned(op, op->pbuf, op->scale, y));
   op->nkernel++;
   if (op->prodmon) PetscCall(op->prodmon(op, op->nkernel, op->prodmonctx));
@@ -189,7 +195,7 @@ static PetscErrorCode MultJacobian(Mat J, Vec x, Vec y)
   PetscCall(NtkOpPrepareFactors(op));
   PetscCall(GatherParams(op, x, &all));
   PetscCall(VecGetArrayWrite(y, &v));
-  PetscCall(PassJVP(op, all, v));
+  PetscCall(PassJVP(op, PETSC_TRUE, all, v));
   PetscCall(VecRestoreArrayWrite(y, &v));
   PetscCall(VecRestoreArrayRead(op->pall, &all));
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -205,7 +211,7 @@ static PetscErrorCode MultJacobianTranspose(Mat J, Vec x, Vec y)
   PetscCall(MatShellGetContext(J, &op));
   PetscCall(NtkOpPrepareFactors(op));
   PetscCall(VecGetArrayRead(x, &u));
-  PetscCall(PassVJP(op, u, op->pbuf));
+  PetscCall(PassVJP(op, PETSC_TRUE, u, op->pbuf));
   PetscCall(VecRestoreArrayRead(x, &u));
   PetscCall(ScatterOwned(op, op->pbuf, 1.0, y));
   PetscFunctionReturn(PETSC_SUCCESS);
