@@ -176,6 +176,7 @@ int main(int argc, char **argv)
   NtkOp        op;
   json_object *doc;
   char         fixture[PETSC_MAX_PATH_LEN] = "";
+  PetscBool    factors;
 
   PetscCall(PetscInitialize(&argc, &argv, NULL, NULL));
   PetscCall(PetscOptionsGetString(NULL, NULL, "-fixture", fixture, sizeof(fixture), NULL));
@@ -192,6 +193,9 @@ int main(int argc, char **argv)
   PetscCall(NtkOpCreate(net, data, &op));
   PetscCall(NtkOpSetFromOptions(op));
   PetscCall(NtkOpSetUp(op));
+  PetscCall(NtkOpGetFactors(op, &factors));
+  PetscCall(PetscPrintf(PETSC_COMM_WORLD, "  products %s Jacobian factors\n",
+                        factors ? "with" : "without"));
 
   PetscCall(CheckArchitecture(net, doc, &t));
   PetscCall(CheckProducts(op, doc, &t));

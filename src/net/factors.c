@@ -15,8 +15,8 @@
       VJP:  dZ_l^{(i)} = sum_c dF_{ic} DZ_l^{(i,c)}                 (2 C n_l flops per sample)
       JVP:  tF_{ic} += DZ_l^{(i,c)} . (s_l tW_l a_{l-1}^{(i)} + tb_l)  (2 C n_l, plus the GEMM)
   in place of the GEMMs dA_{l} = s dZ_{l+1} W_{l+1} and tA_l W_{l+1}^T (2 n_l n_{l+1} each). This
-  pays whenever C < n_{l+1}: for 784-1024-1024-10 a kernel product drops from 11.7 to 7.5 MFLOP
-  per sample. The factors cost C backpropagations once per parameter update and
+  saves flops whenever C < n_{l+1}, and time when C is well below (FactoredLayers): for
+  784-1024-1024-10 a kernel product drops from 11.7 to 7.5 MFLOP per sample. The factors cost C backpropagations once per parameter update and
   N C sum_{l<=L-2} n_l doubles of memory; layers L-1 and L keep the ordinary recursion, which is
   as cheap there.
 */
@@ -113,7 +113,12 @@ PetscErrorCode NtkNetFactorsCompute(NtkNet net, NtkNetFactors f, PetscInt B, con
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* Layers whose factors a cache would keep: 1..L-2, or none when they would not save flops. */
+/*
+  Layers whose factors a cache would keep: 1..L-2, or none when they would not pay. The flops they
+  save run in GEMMs near the DGEMM rate, the flops they spend stream the factors from memory at
+  a tenth of it or less, so they must save at least 8 times what they spend (C <= n_{l+1} / 8
+  for one factored layer).
+*/
 static PetscInt FactoredLayers(NtkNet net)
 {
   PetscInt       C = net->widths[net->L];
@@ -123,7 +128,7 @@ static PetscInt FactoredLayers(NtkNet net)
     saved += (PetscLogDouble)net->widths[l] * net->widths[l + 1];
     spent += (PetscLogDouble)net->widths[l] * C;
   }
-  return saved > spent ? PetscMax(net->L - 2, 0) : 0;
+  return saved >= 8 * spent ? PetscMax(net->L - 2, 0) : 0;
 }
 
 PetscErrorCode NtkNetCacheFactorBytes(NtkNet net, PetscInt n, PetscLogDouble *bytes)
@@ -148,9 +153,9 @@ PetscErrorCode NtkNetCacheEnableFactors(NtkNet net, NtkNetCache c)
   if (bytes == 0) PetscFunctionReturn(PETSC_SUCCESS);
   PetscCall(PetscMalloc1((size_t)(bytes / sizeof(PetscScalar)), &c->fbuf));
   c->nf = FactoredLayers(net);
-  for (PetscInt l = 1, off = 0; l <= c->nf; l++) {
+  for (size_t l = 1, off = 0; l <= (size_t)c->nf; l++) {
     c->st.DZ[l] = c->fbuf + off;
-    off += c->n * C * net->widths[l];
+    off += (size_t)c->n * C * net->widths[l];
   }
   c->st.lf = 0;
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -186,7 +191,7 @@ PetscErrorCode NtkNetCacheComputeFactors(NtkNet net, NtkNetCache c)
     const PetscScalar *in = top;
 
     for (PetscInt i = 0; i < B; i++) {
-      const PetscScalar *D = c->st.D[L - 1] + (r0 + i) * nh;
+      const PetscScalar *D = c->st.D[L - 1] + (size_t)(r0 + i) * nh;
       for (PetscInt k = 0; k < C; k++) {
         const PetscScalar *w = th + last->woff + k * nh;
         PetscScalar       *row = top + (i * C + k) * nh;
@@ -195,9 +200,9 @@ PetscErrorCode NtkNetCacheComputeFactors(NtkNet net, NtkNetCache c)
     }
     for (PetscInt l = L - 1; l >= 2; l--) {
       PetscInt     ni  = net->widths[l - 1];
-      PetscScalar *out = c->st.DZ[l - 1] + r0 * C * ni;
+      PetscScalar *out = c->st.DZ[l - 1] + (size_t)r0 * C * ni;
 
-      PetscCall(FactorStep(net, th, l, B, c->st.D[l - 1] + r0 * ni, in, out));
+      PetscCall(FactorStep(net, th, l, B, c->st.D[l - 1] + (size_t)r0 * ni, in, out));
       in = out;
     }
     PetscCall(PetscLogFlops(2.0 * B * C * nh));
@@ -222,8 +227,8 @@ PetscErrorCode NtkNetFactorsPull(NtkNet net, const NtkNetState *st, PetscInt l, 
 
   PetscFunctionBegin;
   for (PetscInt i = 0; i < B; i++) {
-    const PetscScalar *F = dF + i * C, *D = st->DZ[l] + (r0 + i) * C * n;
-    PetscScalar       *out = dZ + i * n;
+    const PetscScalar *F = dF + i * C, *D = st->DZ[l] + (size_t)(r0 + i) * C * n;
+    PetscScalar       *out = dZ + (size_t)i * n;
 
     for (PetscInt q = 0; q < n; q++) out[q] = F[0] * D[q];
     for (PetscInt c = 1; c < C; c++) {
@@ -246,7 +251,7 @@ PetscErrorCode NtkNetFactorsPush(NtkNet net, const NtkNetState *st, PetscInt l, 
 
   PetscFunctionBegin;
   for (PetscInt i = 0; i < B; i++) {
-    const PetscScalar *u = U + i * n, *D = st->DZ[l] + (r0 + i) * C * n;
+    const PetscScalar *u = U + (size_t)i * n, *D = st->DZ[l] + (size_t)(r0 + i) * C * n;
 
     for (PetscInt c = 0; c < C; c++) {
       const PetscScalar *row = D + c * n;

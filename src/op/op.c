@@ -195,6 +195,7 @@ PetscErrorCode NtkOpSetUp(NtkOp op)
 {
   PetscInt       d, rowsize;
   PetscLogDouble perrow, fbytes;
+  int            use;
 
   PetscFunctionBegin;
   if (op->setup) PetscFunctionReturn(PETSC_SUCCESS);
@@ -216,15 +217,14 @@ PetscErrorCode NtkOpSetUp(NtkOp op)
 
   /*
     Cache as many local rows as the limit allows; the rest are recomputed per micro-batch. The
-    factors are kept only if every local row fits with them: a full cache without factors beats
-    a partial one with them.
+    factors are kept only if every local row of every rank fits with them: a full cache without
+    factors beats a partial one with them.
   */
   PetscCall(NtkNetCacheBytes(op->net, 1, &perrow));
   PetscCall(NtkNetCacheFactorBytes(op->net, op->nloc, &fbytes));
-  op->usefactors = op->factors && fbytes > 0 &&
-                           op->nloc * perrow + fbytes <= op->cache_mb * 1048576.0
-                       ? PETSC_TRUE
-                       : PETSC_FALSE;
+  use = op->factors && fbytes > 0 && op->nloc * perrow + fbytes <= op->cache_mb * 1048576.0;
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &use, 1, MPI_INT, MPI_LAND, op->comm));
+  op->usefactors = use ? PETSC_TRUE : PETSC_FALSE; /* all ranks alike, so NtkOpView is true */
   rowsize     = (PetscInt)PetscMax(perrow, 1);
   op->ncached = (PetscInt)PetscMin((PetscLogDouble)op->nloc, op->cache_mb * 1048576.0 / rowsize);
   PetscCall(NtkNetCacheCreate(op->net, op->ncached, &op->cache));

@@ -135,7 +135,7 @@ PetscErrorCode NtkTrainerSetCheckpoint(NtkTrainer tr, const char dir[], PetscInt
   PetscFunctionBegin;
   PetscCheck(every >= 0, tr->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "-ntk_train_checkpoint_every %" PetscInt_FMT " must be >= 0", every);
-  PetscCall(PetscStrncpy(tr->ckdir, dir ? dir : "", sizeof(tr->ckdir)));
+  if (dir != tr->ckdir) PetscCall(PetscStrncpy(tr->ckdir, dir ? dir : "", sizeof(tr->ckdir)));
   tr->ckevery = every;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
