@@ -86,6 +86,10 @@ PetscErrorCode NtkOpTrace(NtkOp op, PetscReal *trace)
   }
   PetscCall(PetscFree(Kd));
   PetscCallMPI(MPI_Allreduce(&local, trace, 1, MPIU_REAL, MPIU_SUM, op->comm));
+  /* the sum is the same on every rank, so is the verdict */
+  PetscCheck(!PetscIsInfOrNanReal(*trace), op->comm, PETSC_ERR_FP,
+             "the exact trace of the kernel is %s: the Jacobian overflows (parameters or inputs "
+             "too large)", PetscIsNanReal(*trace) ? "NaN" : "infinite");
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
