@@ -105,10 +105,11 @@ PETSC_EXTERN PetscErrorCode NtkNetCachedVJP(NtkNet, NtkNetCache, NtkNetWork, Pet
   Cached Jacobian factors (see NtkNetFactorsCompute below): a cache may also keep, for hidden
   layers 1..L-2, the cotangents of z_l for every output, N C sum n_l doubles, when that saves
   at least eight times the flops it spends (widths above about 8 C). Products over the cache
-  then skip backpropagation through those layers. NtkNetCacheFactorBytes gives the memory for n rows (0: the network gains
-  nothing from factors); NtkNetCacheEnableFactors allocates it; NtkNetCacheComputeFactors fills
-  it from the cached forward state and is a no-op while the factors are fresh. NtkNetCacheForward
-  marks them stale; until they are recomputed products take the ordinary route.
+  then skip backpropagation through those layers. NtkNetCacheFactorBytes gives the memory for n
+  rows (0: the network gains nothing from factors); NtkNetCacheEnableFactors allocates it;
+  NtkNetCacheComputeFactors fills it from the cached forward state and is a no-op while the
+  factors are fresh. NtkNetCacheForward marks them stale; until they are recomputed products
+  take the ordinary route.
 */
 PETSC_EXTERN PetscErrorCode NtkNetCacheFactorBytes(NtkNet, PetscInt, PetscLogDouble *);
 PETSC_EXTERN PetscErrorCode NtkNetCacheEnableFactors(NtkNet, NtkNetCache);

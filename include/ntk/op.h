@@ -36,9 +36,9 @@ PETSC_EXTERN PetscErrorCode NtkOpGetCacheLimit(NtkOp, PetscReal *);
   Jacobian factors in the cache (default on): products of the shell matrices (J, J^T, K, Kbar, G)
   read the cotangents of hidden layers from stored factors instead of backpropagating
   (NtkNetCacheEnableFactors). Used when the network gains from them and the rows of every rank
-  fit in the cache limit with them; computed at the first shell-matrix product after each NtkOpUpdate.
-  NtkOpVJPAll and NtkOpJVPAll always take the ordinary route, so their results do not depend on
-  which products ran before.
+  fit in the cache limit with them; computed at the first shell-matrix product after each
+  NtkOpUpdate. NtkOpVJPAll and NtkOpJVPAll always take the ordinary route, so their results do
+  not depend on which products ran before.
 */
 PETSC_EXTERN PetscErrorCode NtkOpSetFactors(NtkOp, PetscBool);
 PETSC_EXTERN PetscErrorCode NtkOpGetFactors(NtkOp, PetscBool *);

@@ -16,9 +16,9 @@
       JVP:  tF_{ic} += DZ_l^{(i,c)} . (s_l tW_l a_{l-1}^{(i)} + tb_l)  (2 C n_l, plus the GEMM)
   in place of the GEMMs dA_{l} = s dZ_{l+1} W_{l+1} and tA_l W_{l+1}^T (2 n_l n_{l+1} each). This
   saves flops whenever C < n_{l+1}, and time when C is well below (FactoredLayers): for
-  784-1024-1024-10 a kernel product drops from 11.7 to 7.5 MFLOP per sample. The factors cost C backpropagations once per parameter update and
-  N C sum_{l<=L-2} n_l doubles of memory; layers L-1 and L keep the ordinary recursion, which is
-  as cheap there.
+  784-1024-1024-10 a kernel product drops from 11.7 to 7.5 MFLOP per sample. The factors cost
+  C backpropagations once per parameter update and N C sum_{l<=L-2} n_l doubles of memory;
+  layers L-1 and L keep the ordinary recursion, which is as cheap there.
 */
 #include "netimpl.h"
 #include <cblas.h>
