@@ -254,7 +254,8 @@ int main(int argc, char **argv)
   PetscCall(PetscPrintf(PETSC_COMM_WORLD,
                         "kproduct N=%" PetscInt_FMT " C=%" PetscInt_FMT " P=%" PetscInt_FMT
                         " ranks=%d blas_threads=%s microbatch=%" PetscInt_FMT " factors=%s"
-                        " reps=%" PetscInt_FMT " setup_s=%.3f first_s=%.3f median_s=%.6e best_s=%.6e cpu_median_s=%.6e"
+                        " reps=%" PetscInt_FMT " setup_s=%.3f first_s=%.3f median_s=%.6e"
+                        " best_s=%.6e cpu_median_s=%.6e"
                         " flops_logged=%.4e flops_8NP=%.4e"
                         " gflops=%.2f fraction_of_dgemm=%.3f fraction_of_dgemm_cpu=%.3f"
                         " peak_mb=%.1f kv_norm=%.12e\n",
