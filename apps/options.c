@@ -10,7 +10,6 @@
 #include <string.h>
 
 #define NKNOWN ((int)(sizeof(ntk_known_options) / sizeof(ntk_known_options[0])))
-#define NBOOL  ((int)(sizeof(ntk_bool_options) / sizeof(ntk_bool_options[0])))
 
 /* Levenshtein distance of two short strings (names longer than 63 characters count as far). */
 static int EditDistance(const char *a, const char *b)
@@ -43,30 +42,6 @@ static const char *Nearest(const char *name)
   return best;
 }
 
-/*
-  A boolean option given a value that is not one (PETSc's own message, "Unknown logical value",
-  does not say which option): refused here with the option's name. An empty value means true.
-*/
-static PetscErrorCode CheckBooleans(MPI_Comm comm)
-{
-  static const char *const words[] = {"1", "0", "true", "false", "yes", "no", "on", "off"};
-
-  PetscFunctionBegin;
-  for (int k = 0; k < NBOOL; k++) {
-    char      name[128], value[256] = "";
-    PetscBool set, ok = PETSC_FALSE;
-
-    PetscCall(PetscSNPrintf(name, sizeof(name), "-%s", ntk_bool_options[k]));
-    PetscCall(PetscOptionsGetString(NULL, NULL, name, value, sizeof(value), &set));
-    if (!set || !value[0]) continue;
-    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]) && !ok; w++)
-      PetscCall(PetscStrcasecmp(value, words[w], &ok));
-    PetscCheck(ok, comm, PETSC_ERR_ARG_WRONG, "%s %s: not a boolean (use true or false)", name,
-               value);
-  }
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
 PetscErrorCode NtkCheckKnownOptions(MPI_Comm comm)
 {
   char *all, *tok, *save = NULL;
@@ -91,6 +66,5 @@ PetscErrorCode NtkCheckKnownOptions(MPI_Comm comm)
     }
   }
   PetscCall(PetscFree(all));
-  PetscCall(CheckBooleans(comm));
   PetscFunctionReturn(PETSC_SUCCESS);
 }

@@ -114,7 +114,6 @@ PETSC_EXTERN PetscErrorCode NtkNetCachedVJP(NtkNet, NtkNetCache, NtkNetWork, Pet
 PETSC_EXTERN PetscErrorCode NtkNetCacheFactorBytes(NtkNet, PetscInt, PetscLogDouble *);
 PETSC_EXTERN PetscErrorCode NtkNetCacheEnableFactors(NtkNet, NtkNetCache);
 PETSC_EXTERN PetscErrorCode NtkNetCacheComputeFactors(NtkNet, NtkNetCache);
-PETSC_EXTERN PetscErrorCode NtkNetCacheHasFactors(NtkNetCache, PetscBool *, PetscBool *);
 
 /* Plain-loop reference twins of the BLAS kernels, for tests. */
 PETSC_EXTERN PetscErrorCode NtkNetForwardRef(NtkNet, PetscInt, const PetscScalar *, PetscScalar *);

@@ -40,6 +40,7 @@ PETSC_EXTERN PetscErrorCode NtkOpGetCacheLimit(NtkOp, PetscReal *);
   NtkOpUpdate. NtkOpVJPAll and NtkOpJVPAll always take the ordinary route, so their results do
   not depend on which products ran before.
 */
+/* Set: allow the factors (before SetUp). Get: whether the operator keeps them (after SetUp). */
 PETSC_EXTERN PetscErrorCode NtkOpSetFactors(NtkOp, PetscBool);
 PETSC_EXTERN PetscErrorCode NtkOpGetFactors(NtkOp, PetscBool *);
 /* Bytes this rank holds in the cache (forward state and factors) */

@@ -161,14 +161,6 @@ PetscErrorCode NtkNetCacheEnableFactors(NtkNet net, NtkNetCache c)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-PetscErrorCode NtkNetCacheHasFactors(NtkNetCache c, PetscBool *enabled, PetscBool *fresh)
-{
-  PetscFunctionBegin;
-  if (enabled) *enabled = c->nf > 0 ? PETSC_TRUE : PETSC_FALSE;
-  if (fresh) *fresh = c->nf > 0 && c->st.lf == c->nf ? PETSC_TRUE : PETSC_FALSE;
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
 /*
   Factors of all cached rows from the cached phi'(Z): DZ_{L-1} = phi'(Z_{L-1}) . (s_L W_L) per
   sample, built in a small block of rows, then FactorStep down to layer 1 straight into the

@@ -44,6 +44,23 @@ static PetscErrorCode SetRowsToBias(PetscInt B, PetscInt no, const PetscScalar *
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/* a_{l-1} of rows r0.. of the state: the layer's input (the data for l = 1). */
+static const PetscScalar *LayerInput(NtkNet net, const NtkNetState *st, PetscInt l, PetscInt r0)
+{
+  return (l == 1 ? st->X : st->A[l - 1]) + r0 * net->widths[l - 1];
+}
+
+/* U = s A tW^T + 1 tb^T (B x no, overwritten): the tangent of z_l from layer l's own parameters. */
+static PetscErrorCode LayerOwnTangent(const NtkLayer *ly, PetscInt B, const PetscScalar *A,
+                                      const PetscScalar *tth, PetscScalar *U)
+{
+  PetscFunctionBegin;
+  PetscCall(SetRowsToBias(B, ly->out, tth + ly->boff, U));
+  PetscCall(Gemm(CblasNoTrans, CblasTrans, B, ly->out, ly->in, ly->scale, A, ly->in,
+                 tth + ly->woff, ly->in, 1.0, U, ly->out));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 /* Fill st->A and st->D for st->nb rows of X; write the network outputs to F (B x C) if F. */
 PetscErrorCode NtkNetStateForward(NtkNet net, NtkNetState *st, const PetscScalar *X, PetscScalar *F)
 {
@@ -88,12 +105,10 @@ PetscErrorCode NtkNetStateJVP(NtkNet net, const NtkNetState *st, PetscInt r0, Pe
   for (PetscInt l = st->lf + 1; l <= net->L; l++) {
     const NtkLayer    *ly   = &net->layers[l - 1];
     PetscInt           ni    = ly->in, no = ly->out;
-    const PetscScalar *Ain  = l == 1 ? st->X + r0 * ni : st->A[l - 1] + r0 * ni;
+    const PetscScalar *Ain  = LayerInput(net, st, l, r0);
     PetscScalar       *out  = l == net->L ? tF : tZ;
 
-    PetscCall(SetRowsToBias(B, no, tth + ly->boff, out));
-    PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, Ain, ni, tth + ly->woff, ni, 1.0,
-                   out, no));
+    PetscCall(LayerOwnTangent(ly, B, Ain, tth, out));
     if (tA)
       PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, tA, ni, th + ly->woff, ni, 1.0,
                      out, no));
@@ -107,13 +122,7 @@ PetscErrorCode NtkNetStateJVP(NtkNet net, const NtkNetState *st, PetscInt r0, Pe
     }
   }
   for (PetscInt l = 1; l <= st->lf; l++) {
-    const NtkLayer    *ly  = &net->layers[l - 1];
-    PetscInt           ni   = ly->in, no = ly->out;
-    const PetscScalar *Ain = l == 1 ? st->X + r0 * ni : st->A[l - 1] + r0 * ni;
-
-    PetscCall(SetRowsToBias(B, no, tth + ly->boff, w->t0));
-    PetscCall(Gemm(CblasNoTrans, CblasTrans, B, no, ni, ly->scale, Ain, ni, tth + ly->woff, ni, 1.0,
-                   w->t0, no));
+    PetscCall(LayerOwnTangent(&net->layers[l - 1], B, LayerInput(net, st, l, r0), tth, w->t0));
     PetscCall(NtkNetFactorsPush(net, st, l, r0, B, w->t0, tF));
   }
   PetscCall(VecRestoreArrayRead(net->theta, &th));
@@ -140,7 +149,7 @@ PetscErrorCode NtkNetStateVJP(NtkNet net, const NtkNetState *st, PetscInt r0, Pe
   for (PetscInt l = net->L; l >= 1; l--) {
     const NtkLayer    *ly  = &net->layers[l - 1];
     PetscInt           ni   = ly->in, no = ly->out;
-    const PetscScalar *Ain = l == 1 ? st->X + r0 * ni : st->A[l - 1] + r0 * ni;
+    const PetscScalar *Ain = LayerInput(net, st, l, r0);
 
     PetscCall(Gemm(CblasTrans, CblasNoTrans, no, ni, B, ly->scale, dZ, no, Ain, ni, 1.0,
                    dth + ly->woff, ni));

@@ -17,21 +17,27 @@ static PetscBool ntk_collective = PETSC_FALSE;
 static PetscBool ntk_package_initialized = PETSC_FALSE;
 
 /*
-  PETSc's number parsers say "Input string abc has no integer value" without the option's name;
-  the option holding that value is looked up so the message names it. Best effort: on any failure
-  the message is printed as it is.
+  PETSc's value parsers say "Input string abc has no integer value" or "Unknown logical value: abc"
+  without the option's name; the option holding that value is looked up so the message names it.
+  Best effort: on any failure the message is printed as it is.
 */
 static void NtkErrorOptionName(const char *mess, char name[], size_t size)
 {
-  const char *tag = "Input string ", *v0, *v1;
+  static const struct {
+    const char *tag;
+    char        end; /* the value runs up to this character, or to the end of the message */
+  } forms[] = {{"Input string ", ' '}, {"Unknown logical value: ", 0}};
+  const char *v0 = NULL, *v1 = NULL;
   char       *all = NULL, *p, *prev = NULL;
   size_t      vlen;
 
   name[0] = 0;
-  if (strncmp(mess, tag, strlen(tag))) return;
-  v0 = mess + strlen(tag);
-  v1 = strchr(v0, ' ');
-  if (!v1 || PetscOptionsGetAll(NULL, &all) || !all) return;
+  for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]) && !v0; f++)
+    if (!strncmp(mess, forms[f].tag, strlen(forms[f].tag))) {
+      v0 = mess + strlen(forms[f].tag);
+      v1 = strchr(v0, forms[f].end);
+    }
+  if (!v0 || !v1 || PetscOptionsGetAll(NULL, &all) || !all) return;
   vlen = (size_t)(v1 - v0);
   for (p = strtok(all, " "); p; prev = p, p = strtok(NULL, " ")) {
     if (prev && prev[0] == '-' && strlen(p) == vlen && !strncmp(p, v0, vlen)) {

@@ -116,7 +116,7 @@ CASES = {
     "option_fashion_part_unknown": (["-ntk_data", "fashion-mnist:validation"],
                                     "unknown Fashion-MNIST part 'validation'", None),
     "option_bool_not_a_bool": (TEACHER + ["-ntk_op_factors", "maybe"],
-                               "-ntk_op_factors maybe: not a boolean (use true or false)", None),
+                               "-ntk_op_factors maybe: Unknown logical value: maybe", None),
     # outputs that cannot be written
     "output_folder_missing": (TEACHER + ["-ntk_output", "/nonexistent/dir/x.json"],
                               "-ntk_output /nonexistent/dir/x.json: cannot write there", None),
