@@ -609,7 +609,9 @@ static PetscErrorCode DataSetUpTeacher(NtkData data)
   PetscCall(NtkNetSetActivation(net, NTK_ACT_TANH));
   PetscCall(NtkNetSetSeed(net, data->seed));
   PetscCall(NtkNetSetUp(net));
-  PetscCall(NtkNetWorkCreate(net, DATA_TEACHER_BATCH, &work));
+  /* the workspace is sized by the rows it will hold, not by the batch: few samples of a teacher
+     with a million outputs need little memory */
+  PetscCall(NtkNetWorkCreate(net, PetscMax(1, PetscMin(DATA_TEACHER_BATCH, n)), &work));
   for (PetscInt k = 0; k < n; k += DATA_TEACHER_BATCH) {
     PetscInt nb = PetscMin(DATA_TEACHER_BATCH, n - k);
     PetscCall(NtkNetForward(net, work, nb, s->X + (size_t)k * s->d, s->Y + (size_t)k * s->C));
