@@ -39,7 +39,9 @@ total_failed=$((total_failed + failed))
 [ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz --buildtype=debugoptimized \
   -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 ninja -C build-fuzz
-meson test -C build-fuzz --print-errorlogs --num-processes 2 --suite fuzz || status=$?
+# a fixed seed makes the run repeatable (tests/fuzz/run.sh); set NTK_FUZZ_SEED=0 for a random one
+NTK_FUZZ_SEED=${NTK_FUZZ_SEED:-20261204} \
+  meson test -C build-fuzz --print-errorlogs --num-processes 2 --suite fuzz || status=$?
 passed=$(grep -c '"result": "OK"' build-fuzz/meson-logs/testlog.json || true)
 failed=$(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR)"' build-fuzz/meson-logs/testlog.json || true)
 echo "fuzzing: $passed passed, $failed failed"
