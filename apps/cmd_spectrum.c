@@ -6,6 +6,7 @@
   With -ntk_spectrum_checkpoint <file>, SIGTERM or SIGUSR1 stops the solve at its next restart with
   its state in the file, and the exit status is 3 (NTK_EXIT_INTERRUPTED); the same command run
   again skips a finished leading phase and restarts the stopped one from its saved Ritz vectors.
+  -ntk_spectrum_checkpoint_every <products> also saves that state periodically, without stopping.
 */
 #include "app.h"
 #include <ntk/spectrum.h>
@@ -40,16 +41,17 @@ static json_object *CheckpointJSON(NtkSpectrum sp)
 {
   const char  *file;
   PetscBool    read, stopped;
-  PetscInt     mv;
+  PetscInt     mv, writes;
   json_object *o = json_object_new_object();
 
-  (void)NtkSpectrumGetCheckpoint(sp, &file);
-  (void)NtkSpectrumGetResumeInfo(sp, &read, &mv);
+  (void)NtkSpectrumGetCheckpoint(sp, &file, NULL);
+  (void)NtkSpectrumGetResumeInfo(sp, &read, &mv, &writes);
   (void)NtkSpectrumGetInterrupted(sp, &stopped);
   json_object_object_add(o, "file", file[0] ? json_object_new_string(file) : NULL);
   json_object_object_add(o, "read", json_object_new_boolean(read));
   json_object_object_add(o, "interrupted", json_object_new_boolean(stopped));
   json_object_object_add(o, "products_this_run", json_object_new_int64(mv));
+  json_object_object_add(o, "writes_this_run", json_object_new_int64(writes));
   return o;
 }
 
@@ -61,8 +63,8 @@ static PetscErrorCode Stopped(NtkApp *app, NtkSpectrum sp)
   json_object *doc = json_object_new_object();
 
   PetscFunctionBegin;
-  PetscCall(NtkSpectrumGetCheckpoint(sp, &file));
-  PetscCall(NtkSpectrumGetResumeInfo(sp, NULL, &mv));
+  PetscCall(NtkSpectrumGetCheckpoint(sp, &file, NULL));
+  PetscCall(NtkSpectrumGetResumeInfo(sp, NULL, &mv, NULL));
   PetscCall(NtkAppPrintf(app, "stopped by a signal after %" PetscInt_FMT " products in this run;"
                          " state in %s: run the same command to resume (exit status %d)\n", mv,
                          file, NTK_EXIT_INTERRUPTED));

@@ -6,15 +6,20 @@ the tail solve and once inside the leading solve, each time exiting with status 
 checkpoint and no temporary file; run again, it reports checkpoint.read, the leading and tail
 eigenvalues equal the uninterrupted ones to 1e-10 relative, and a run resumed inside the tail
 computes fewer products than the whole uninterrupted run. A checkpoint written with other
-settings is refused with a message naming both.
+settings is refused with a message naming both. Periodic checkpoints
+(-ntk_spectrum_checkpoint_every) leave the eigenvalues bit for bit those of a run without them
+and leave one vector file, the one the JSON's generation names; a run killed with SIGKILL at
+whatever moment after its first periodic write resumes to the uninterrupted eigenvalues.
 
     test_spectrum_checkpoint.py NTKSPEC MPIEXEC RANKS
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 ntkspec, mpiexec, ranks = sys.argv[1:4]
 # NC = 600 on the output side; a tail basis of 100 makes the tail restart about a dozen times,
@@ -31,6 +36,12 @@ def run(out, *extra):
     cmd += list(extra)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     return p.returncode, p.stdout + p.stderr
+
+
+def vector_file(ck, saved):
+    """The vector file a checkpoint names: <ck>.<generation mod 2>.vec (<ck>.vec for 0)."""
+    g = saved.get("generation", 0)
+    return f"{ck}.vec" if g == 0 else f"{ck}.{g % 2}.vec"
 
 
 def values(doc):
@@ -56,7 +67,7 @@ with tempfile.TemporaryDirectory() as tmp:
             continue
         saved = json.load(open(ck))
         left = [f for f in os.listdir(tmp) if ".tmp" in f or f.endswith(".info")]
-        if saved["phase"] != phase or not os.path.exists(ck + ".vec") or left:
+        if saved["phase"] != phase or not os.path.exists(vector_file(ck, saved)) or left:
             failures.append(f"{phase}: checkpoint phase {saved['phase']}, files {left}")
         first = json.load(open(path("r1.json")))["checkpoint"]["products_this_run"]
         rc, log = run(path("r2.json"), "-ntk_spectrum_checkpoint", ck)
@@ -85,6 +96,56 @@ with tempfile.TemporaryDirectory() as tmp:
                   "-ntk_spectrum_nev", "4")
     if rc == 0 or "was written with" not in log or "nev 4" not in log:
         failures.append(f"a checkpoint of other settings was not refused clearly:\n{log}")
+
+    # periodic writes do not touch the solve, and leave one vector file
+    ck = path("ck_every.json")
+    rc, log = run(path("every.json"), "-ntk_spectrum_checkpoint", ck,
+                  "-ntk_spectrum_checkpoint_every", "40")
+    if rc != 0:
+        failures.append(f"periodic: run exited with {rc}:\n{log}")
+    else:
+        saved, res = json.load(open(ck)), json.load(open(path("every.json")))
+        vecs = sorted(f for f in os.listdir(tmp) if f.startswith("ck_every.json."))
+        print(f"periodic: generation {saved.get('generation')}, files {vecs}")
+        if values(res) != values(ref):
+            failures.append(f"periodic: eigenvalues {values(res)} differ from {values(ref)}")
+        if res["checkpoint"]["writes_this_run"] != saved.get("generation"):
+            failures.append(f"periodic: writes_this_run {res['checkpoint']['writes_this_run']}")
+        if saved.get("generation", 0) < 2 or vecs != [os.path.basename(vector_file(ck, saved))]:
+            failures.append(f"periodic: generation {saved.get('generation')}, files {vecs}")
+
+    # periodic writes without a file are refused, naming the option
+    rc, log = run(path("nofile.json"), "-ntk_spectrum_checkpoint_every", "5")
+    if rc == 0 or "-ntk_spectrum_checkpoint_every needs a checkpoint file" not in log:
+        failures.append(f"-ntk_spectrum_checkpoint_every without a file was not refused:\n{log}")
+
+    # killed without warning after a periodic write: the same command resumes
+    ck = path("ck_kill.json")
+    cmd = [mpiexec, "-n", ranks, ntkspec, "spectrum"] + common + [
+        "-ntk_output", path("k1.json"), "-ntk_spectrum_checkpoint", ck,
+        "-ntk_spectrum_checkpoint_every", "20"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while proc.poll() is None and not os.path.exists(ck) and time.time() < deadline:
+        time.sleep(0.01)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if not os.path.exists(ck):
+        failures.append("kill: no periodic checkpoint was written")
+    else:
+        rc, log = run(path("k2.json"), "-ntk_spectrum_checkpoint", ck)
+        res = json.load(open(path("k2.json"))) if rc == 0 else None
+        if rc != 0 or not res["checkpoint"]["read"]:
+            failures.append(f"kill: resumed run exited with {rc}:\n{log}")
+        else:
+            print(f"kill: resumed with {res['checkpoint']['products_this_run']} products")
+            for x, y in zip(values(ref), values(res)):
+                if abs(x - y) > 1e-10 * abs(x):
+                    failures.append(f"kill: eigenvalue {y!r} differs from {x!r}")
+            if len(values(res)) != len(values(ref)):
+                failures.append("kill: the resumed run has another number of pairs")
 
 for f in failures:
     print("FAIL:", f)

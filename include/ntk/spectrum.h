@@ -46,17 +46,24 @@ PETSC_EXTERN PetscErrorCode NtkSpectrumGetVectorsFile(NtkSpectrum, const char *[
 PETSC_EXTERN PetscErrorCode NtkSpectrumSetMonitor(NtkSpectrum, PetscBool);
 PETSC_EXTERN PetscErrorCode NtkSpectrumGetMonitor(NtkSpectrum, PetscBool *);
 /*
-  Checkpoint file ("" for none): SIGTERM or SIGUSR1 stops the solve in progress at its next
-  restart and saves its phase, the finished leading pairs and the current Ritz vectors; a solve
-  with the file present resumes from them. StopAfter is a test hook: stop as on a signal once this
-  run has spent that many kernel products (0: never). Eigenvalue solver (eps) only.
+  Checkpoint file ("" for none) and kernel products between periodic writes (0: only on a
+  signal). SIGTERM or SIGUSR1 stops the solve in progress at its next restart and saves its phase,
+  the finished leading pairs and the current Ritz vectors; with every > 0 the same state is also
+  saved, and the solve goes on, at the first restart after each `every` products, so that a job
+  killed without warning loses at most that much work. A solve with the file present resumes from
+  it. StopAfter is a test hook: stop as on a signal once this run has spent that many kernel
+  products (0: never). Eigenvalue solver (eps) only.
 */
-PETSC_EXTERN PetscErrorCode NtkSpectrumSetCheckpoint(NtkSpectrum, const char[]);
-PETSC_EXTERN PetscErrorCode NtkSpectrumGetCheckpoint(NtkSpectrum, const char *[]);
+PETSC_EXTERN PetscErrorCode NtkSpectrumSetCheckpoint(NtkSpectrum, const char[], PetscInt);
+PETSC_EXTERN PetscErrorCode NtkSpectrumGetCheckpoint(NtkSpectrum, const char *[], PetscInt *);
 PETSC_EXTERN PetscErrorCode NtkSpectrumSetStopAfter(NtkSpectrum, PetscInt);
-/* Whether the last solve stopped on a signal; whether a checkpoint was read; products this run. */
+/*
+  Whether the last solve stopped on a signal; whether a checkpoint was read, the products of this
+  run and the checkpoints it wrote (periodic and on a signal). Any output may be NULL.
+*/
 PETSC_EXTERN PetscErrorCode NtkSpectrumGetInterrupted(NtkSpectrum, PetscBool *);
-PETSC_EXTERN PetscErrorCode NtkSpectrumGetResumeInfo(NtkSpectrum, PetscBool *, PetscInt *);
+PETSC_EXTERN PetscErrorCode NtkSpectrumGetResumeInfo(NtkSpectrum, PetscBool *, PetscInt *,
+                                                     PetscInt *);
 PETSC_EXTERN PetscErrorCode NtkSpectrumSetFromOptions(NtkSpectrum);
 PETSC_EXTERN PetscErrorCode NtkSpectrumSolve(NtkSpectrum);
 PETSC_EXTERN PetscErrorCode NtkSpectrumDestroy(NtkSpectrum *);

@@ -6,15 +6,23 @@
   hook raised the same flag). At that point the projected problem T = V^T A V of the current basis
   V (nv columns) has been solved and sorted, wanted eigenvalues first, with eigenvectors Q; the
   solve keeps the Ritz vectors y_j = V q_j of the k wanted ones (converged or not) and ends.
+  Periodic writes (-ntk_spectrum_checkpoint_every) take the same Ritz vectors at the first restart
+  after every so many products, write them, and let the solve go on: the restart is untouched, so
+  the eigenvalues are those of a run without checkpoints, bit for bit.
 
   What is saved: the phase (leading or tail), for a finished leading phase its values, lambda_max
   and unit kernel-space vectors (so the final residual checks and -ntk_spectrum_vectors work as in
   an uninterrupted run), and the k Ritz vectors of the stopped phase in the space of the operator
-  iterated on. The vectors go to <file>.vec (PETSc binary, Vecs in that order, no .info file),
-  written under a temporary name and renamed by rank 0; the JSON <file> is written last, also
-  atomically, and records the settings that decide the operator and the wanted pairs (side,
-  method, nev, tail, tol, kernel dimension, P) plus |theta|_2 and |F|_2 of the network outputs,
-  which identify model and data. A checkpoint of other settings or another model is refused.
+  iterated on. The JSON <file> records the settings that decide the operator and the wanted pairs
+  (side, method, nev, tail, tol, kernel dimension, P) plus |theta|_2 and |F|_2 of the network
+  outputs, which identify model and data; a checkpoint of other settings or another model is
+  refused.
+
+  Atomicity. Write g goes to <file>.<g mod 2>.vec (PETSc binary, Vecs in the order above, no .info
+  file), under a temporary name renamed by rank 0; then the JSON, which names its generation g, is
+  replaced atomically; only then is the vector file of write g-1 removed. A job killed at any
+  instant leaves a JSON whose vector file is complete: the JSON is the commit point. (Generation
+  0 is <file>.vec, as written before generations existed.)
 
   Resuming. A finished leading phase is not solved again. The stopped phase starts Krylov-Schur
   from x = sum_j y_j: a single-vector Krylov method builds span{x, A x, ...}, which holds the k
@@ -30,27 +38,15 @@
 
 #define CKPT_FORMAT "ntkspec-spectrum-checkpoint-1"
 
-/*
-  Stopping test of the Krylov-Schur solves: SLEPc's own test, then the signal flag. On a signal
-  the k wanted Ritz vectors V q_j of the current projected problem are kept in sp->ck.
-*/
-PetscErrorCode NtkSpectrumStopEPS(EPS eps, PetscInt its, PetscInt max_it, PetscInt nconv,
-                                  PetscInt nev, EPSConvergedReason *reason, void *ctx)
+/* The nev wanted Ritz vectors V q_j of the current projected problem, kept in sp->ck. */
+static PetscErrorCode KeepRitzVectors(EPS eps, PetscInt nev, NtkSpectrum sp)
 {
-  NtkSpectrum  sp = (NtkSpectrum)ctx;
-  PetscBool    pending;
-  PetscInt     prod, n, ld, l0, k0;
+  PetscInt     n, ld, l0, k0;
   BV           V;
   DS           ds;
   PetscScalar *q;
 
   PetscFunctionBegin;
-  PetscCall(EPSStoppingBasic(eps, its, max_it, nconv, nev, reason, NULL));
-  if (*reason != EPS_CONVERGED_ITERATING) PetscFunctionReturn(PETSC_SUCCESS);
-  PetscCall(NtkSpectrumProducts(sp, &prod));
-  if (sp->stop_after > 0 && prod - sp->pstart >= sp->stop_after) PetscCall(NtkSignalRaise());
-  PetscCall(NtkSignalPending(sp->comm, &pending));
-  if (!pending) PetscFunctionReturn(PETSC_SUCCESS);
   PetscCall(EPSGetBV(eps, &V));
   PetscCall(EPSGetDS(eps, &ds));
   PetscCall(DSGetDimensions(ds, &n, NULL, NULL, NULL));
@@ -67,6 +63,36 @@ PetscErrorCode NtkSpectrumStopEPS(EPS eps, PetscInt its, PetscInt max_it, PetscI
   }
   PetscCall(DSRestoreArray(ds, DS_MAT_Q, &q));
   PetscCall(BVSetActiveColumns(V, l0, k0));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/*
+  Stopping test of the Krylov-Schur solves: SLEPc's own test, then the signal flag and the
+  periodic write. Both decisions rest on quantities equal on every rank (the product count, the
+  collective signal test), so every rank takes the same branch.
+*/
+PetscErrorCode NtkSpectrumStopEPS(EPS eps, PetscInt its, PetscInt max_it, PetscInt nconv,
+                                  PetscInt nev, EPSConvergedReason *reason, void *ctx)
+{
+  NtkSpectrum sp = (NtkSpectrum)ctx;
+  PetscBool   pending, due;
+  PetscInt    prod;
+
+  PetscFunctionBegin;
+  PetscCall(EPSStoppingBasic(eps, its, max_it, nconv, nev, reason, NULL));
+  if (*reason != EPS_CONVERGED_ITERATING) PetscFunctionReturn(PETSC_SUCCESS);
+  PetscCall(NtkSpectrumProducts(sp, &prod));
+  if (sp->stop_after > 0 && prod - sp->pstart >= sp->stop_after) PetscCall(NtkSignalRaise());
+  PetscCall(NtkSignalPending(sp->comm, &pending));
+  due = sp->ck_every > 0 && prod - sp->cklast >= sp->ck_every ? PETSC_TRUE : PETSC_FALSE;
+  if (!pending && !due) PetscFunctionReturn(PETSC_SUCCESS);
+  PetscCall(KeepRitzVectors(eps, nev, sp));
+  if (!pending) { /* periodic: save, and go on with the solve */
+    PetscCall(NtkSpectrumCheckpointWrite(sp, sp->ckparam, sp->lead_done));
+    PetscCall(NtkSpectrumCheckpointReset(sp));
+    sp->cklast = prod;
+    PetscFunctionReturn(PETSC_SUCCESS);
+  }
   sp->interrupted = PETSC_TRUE;
   *reason         = EPS_CONVERGED_USER;
   PetscCall(PetscInfo(NULL, "spectrum solve stopped at restart %" PetscInt_FMT " with %"
@@ -104,18 +130,27 @@ static PetscErrorCode Norms(NtkSpectrum sp, PetscReal *pnorm, PetscReal *fnorm)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* Leading kernel vectors, then the Ritz vectors, to <file>.vec through a temporary name. */
-static PetscErrorCode WriteVecs(NtkSpectrum sp)
+/* The vector file of checkpoint generation g: <file>.vec for 0, else <file>.<g mod 2>.vec. */
+static PetscErrorCode VecFileName(NtkSpectrum sp, PetscInt g, char name[], size_t len)
+{
+  PetscFunctionBegin;
+  if (g == 0) PetscCall(PetscSNPrintf(name, len, "%s.vec", sp->ckfile));
+  else PetscCall(PetscSNPrintf(name, len, "%s.%d.vec", sp->ckfile, (int)(g % 2)));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Leading kernel vectors, then the Ritz vectors, to the file of generation g (temporary name). */
+static PetscErrorCode WriteVecs(NtkSpectrum sp, PetscInt g)
 {
   PetscViewer viewer;
-  char        tmp[PETSC_MAX_PATH_LEN + 40], fin[PETSC_MAX_PATH_LEN + 8];
+  char        tmp[PETSC_MAX_PATH_LEN + 48], fin[PETSC_MAX_PATH_LEN + 16];
   PetscMPIInt rank;
   int         pid = (int)getpid();
 
   PetscFunctionBegin;
   PetscCallMPI(MPI_Comm_rank(sp->comm, &rank));
   PetscCallMPI(MPI_Bcast(&pid, 1, MPI_INT, 0, sp->comm)); /* one name on every rank */
-  PetscCall(PetscSNPrintf(fin, sizeof(fin), "%s.vec", sp->ckfile));
+  PetscCall(VecFileName(sp, g, fin, sizeof(fin)));
   PetscCall(PetscSNPrintf(tmp, sizeof(tmp), "%s.tmp.%d", fin, pid));
   PetscCall(PetscViewerCreate(sp->comm, &viewer));
   PetscCall(PetscViewerSetType(viewer, PETSCVIEWERBINARY));
@@ -134,8 +169,9 @@ static PetscErrorCode WriteVecs(NtkSpectrum sp)
 
 PetscErrorCode NtkSpectrumCheckpointWrite(NtkSpectrum sp, PetscBool param, PetscBool tail)
 {
-  char         settings[256];
-  PetscInt     NC, P;
+  char         settings[256], old[PETSC_MAX_PATH_LEN + 16];
+  PetscInt     NC, P, g = sp->ckgen + 1;
+  PetscMPIInt  rank;
   PetscReal    pn, fn;
   Mat          K, J;
   json_object *doc = json_object_new_object(), *lead = json_object_new_array();
@@ -147,7 +183,7 @@ PetscErrorCode NtkSpectrumCheckpointWrite(NtkSpectrum sp, PetscBool param, Petsc
   PetscCall(MatGetSize(J, NULL, &P));
   PetscCall(Settings(sp, param, NC, P, settings, sizeof(settings)));
   PetscCall(Norms(sp, &pn, &fn));
-  PetscCall(WriteVecs(sp));
+  PetscCall(WriteVecs(sp, g));
   for (PetscInt i = 0; sp->lead_done && i < sp->nlead; i++)
     json_object_array_add(lead, json_object_new_double((double)sp->lead[i].value));
   json_object_object_add(doc, "format", json_object_new_string(CKPT_FORMAT));
@@ -159,10 +195,18 @@ PetscErrorCode NtkSpectrumCheckpointWrite(NtkSpectrum sp, PetscBool param, Petsc
   json_object_object_add(doc, "lambda_max", json_object_new_double((double)sp->lmax));
   json_object_object_add(doc, "leading", lead);
   json_object_object_add(doc, "ritz_vectors", json_object_new_int64(sp->nck));
+  json_object_object_add(doc, "generation", json_object_new_int64(g));
   PetscCall(NtkJSONWrite(sp->comm, doc, sp->ckfile));
   json_object_put(doc);
-  PetscCall(PetscInfo(NULL, "spectrum checkpoint %s: %s phase, %" PetscInt_FMT " Ritz vectors\n",
-                      sp->ckfile, tail ? "tail" : "leading", sp->nck));
+  /* committed: the vectors of the previous generation are no longer named by the JSON */
+  PetscCallMPI(MPI_Comm_rank(sp->comm, &rank));
+  PetscCall(VecFileName(sp, g - 1, old, sizeof(old)));
+  if (!rank) (void)remove(old);
+  sp->ckgen = g;
+  sp->ckwrites++;
+  PetscCall(PetscInfo(NULL, "spectrum checkpoint %s (generation %" PetscInt_FMT "): %s phase, %"
+                      PetscInt_FMT " Ritz vectors\n", sp->ckfile, g, tail ? "tail" : "leading",
+                      sp->nck));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -201,12 +245,12 @@ static PetscErrorCode CheckSame(NtkSpectrum sp, json_object *doc, PetscBool para
 static PetscErrorCode LoadVecs(NtkSpectrum sp, PetscBool param, PetscInt nritz)
 {
   PetscViewer viewer;
-  char        fin[PETSC_MAX_PATH_LEN + 8];
+  char        fin[PETSC_MAX_PATH_LEN + 16];
   Mat         A;
   Vec         y;
 
   PetscFunctionBegin;
-  PetscCall(PetscSNPrintf(fin, sizeof(fin), "%s.vec", sp->ckfile));
+  PetscCall(VecFileName(sp, sp->ckgen, fin, sizeof(fin)));
   PetscCall(PetscViewerCreate(sp->comm, &viewer));
   PetscCall(PetscViewerSetType(viewer, PETSCVIEWERBINARY));
   PetscCall(PetscViewerBinarySetSkipInfo(viewer, PETSC_TRUE));
@@ -238,6 +282,7 @@ PetscErrorCode NtkSpectrumCheckpointLoad(NtkSpectrum sp, PetscBool param, PetscI
   size_t         size;
   json_object   *doc, *v, *lead;
   PetscInt       nritz;
+  int64_t        gen;
 
   PetscFunctionBegin;
   PetscCallMPI(MPI_Comm_rank(sp->comm, &rank));
@@ -258,6 +303,11 @@ PetscErrorCode NtkSpectrumCheckpointLoad(NtkSpectrum sp, PetscBool param, PetscI
   sp->lead_done = json_object_object_get_ex(doc, "leading_complete", &v) &&
                   json_object_get_boolean(v) ? PETSC_TRUE : PETSC_FALSE;
   nritz = json_object_object_get_ex(doc, "ritz_vectors", &v) ? json_object_get_int64(v) : 0;
+  gen   = json_object_object_get_ex(doc, "generation", &v) ? json_object_get_int64(v) : 0;
+  PetscCheck(gen >= 0 && gen < PETSC_MAX_INT && nritz >= 0, sp->comm, PETSC_ERR_FILE_UNEXPECTED,
+             "the spectrum checkpoint %s is malformed (generation %lld, %" PetscInt_FMT
+             " Ritz vectors)", sp->ckfile, (long long)gen, nritz);
+  sp->ckgen = (PetscInt)gen;
   if (sp->lead_done) {
     sp->nlead = (PetscInt)json_object_array_length(lead);
     PetscCheck(json_object_object_get_ex(doc, "lambda_max", &v) && sp->nlead >= 1, sp->comm,

@@ -638,7 +638,9 @@ PetscErrorCode NtkSpectrumSolve(NtkSpectrum sp)
   if (param && sp->method == NTK_SPECTRUM_EPS) PetscCall(SetUpParameterSide(sp, P));
   sp->t0 = sp->tlast = MPI_Wtime();
   PetscCall(NtkSpectrumProducts(sp, &p0));
-  sp->pstart = p0;
+  sp->pstart = sp->cklast = p0;
+  sp->ckwrites = 0;
+  sp->ckparam = param;
   PetscCall(SetUpCheckpoint(sp, param, NC, P));
 
   /* leading pairs, unless a checkpoint holds them */

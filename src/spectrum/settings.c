@@ -144,17 +144,22 @@ PetscErrorCode NtkSpectrumGetMonitor(NtkSpectrum sp, PetscBool *flg)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-PetscErrorCode NtkSpectrumSetCheckpoint(NtkSpectrum sp, const char file[])
+PetscErrorCode NtkSpectrumSetCheckpoint(NtkSpectrum sp, const char file[], PetscInt every)
 {
   PetscFunctionBegin;
+  PetscCheck(every >= 0, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_spectrum_checkpoint_every %" PetscInt_FMT " must be >= 0 (0: only on a signal)",
+             every);
   PetscCall(PetscStrncpy(sp->ckfile, file ? file : "", sizeof(sp->ckfile)));
+  sp->ck_every = every;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-PetscErrorCode NtkSpectrumGetCheckpoint(NtkSpectrum sp, const char *file[])
+PetscErrorCode NtkSpectrumGetCheckpoint(NtkSpectrum sp, const char *file[], PetscInt *every)
 {
   PetscFunctionBegin;
-  *file = sp->ckfile;
+  if (file) *file = sp->ckfile;
+  if (every) *every = sp->ck_every;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -174,11 +179,13 @@ PetscErrorCode NtkSpectrumGetInterrupted(NtkSpectrum sp, PetscBool *flg)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-PetscErrorCode NtkSpectrumGetResumeInfo(NtkSpectrum sp, PetscBool *read, PetscInt *products)
+PetscErrorCode NtkSpectrumGetResumeInfo(NtkSpectrum sp, PetscBool *read, PetscInt *products,
+                                        PetscInt *writes)
 {
   PetscFunctionBegin;
   if (read) *read = sp->ckread;
   if (products) *products = sp->pthis;
+  if (writes) *writes = sp->ckwrites;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -209,9 +216,12 @@ PetscErrorCode NtkSpectrumSetFromOptions(NtkSpectrum sp)
                                "leading then tail) to this file", "NtkSpectrumSetVectorsFile",
                                sp->vecfile, sp->vecfile, sizeof(sp->vecfile), NULL));
   PetscCall(PetscOptionsString("-ntk_spectrum_checkpoint", "Checkpoint file (JSON, vectors in "
-                               "<file>.vec): written on SIGTERM/SIGUSR1, read back when present",
-                               "NtkSpectrumSetCheckpoint", sp->ckfile, sp->ckfile,
+                               "<file>.<0|1>.vec): written on SIGTERM/SIGUSR1, read back when "
+                               "present", "NtkSpectrumSetCheckpoint", sp->ckfile, sp->ckfile,
                                sizeof(sp->ckfile), NULL));
+  PetscCall(PetscOptionsInt("-ntk_spectrum_checkpoint_every", "Also write the checkpoint, and go "
+                            "on, after every this many kernel products (0: only on signals)",
+                            "NtkSpectrumSetCheckpoint", sp->ck_every, &sp->ck_every, NULL));
   PetscCall(PetscOptionsInt("-ntk_spectrum_stop_after", "Test hook: stop as on SIGTERM once this "
                             "run has spent this many kernel products (0: never)",
                             "NtkSpectrumSetStopAfter", sp->stop_after, &sp->stop_after, NULL));
@@ -222,8 +232,10 @@ PetscErrorCode NtkSpectrumSetFromOptions(NtkSpectrum sp)
   PetscCall(NtkSpectrumSetMaxIt(sp, sp->max_it));
   PetscCall(NtkSpectrumSetTailNcv(sp, sp->tail_ncv));
   PetscCall(NtkSpectrumSetStopAfter(sp, sp->stop_after));
-  PetscCheck(sp->ckfile[0] || !sp->stop_after, sp->comm, PETSC_ERR_ARG_WRONG,
-             "-ntk_spectrum_stop_after needs a checkpoint file (-ntk_spectrum_checkpoint)");
+  PetscCall(NtkSpectrumSetCheckpoint(sp, sp->ckfile, sp->ck_every));
+  PetscCheck(sp->ckfile[0] || (!sp->stop_after && !sp->ck_every), sp->comm, PETSC_ERR_ARG_WRONG,
+             "%s needs a checkpoint file (-ntk_spectrum_checkpoint)",
+             sp->ck_every ? "-ntk_spectrum_checkpoint_every" : "-ntk_spectrum_stop_after");
   PetscCheck(sp->nev > 0 || sp->ntail > 0, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "-ntk_spectrum_nev 0 with -ntk_spectrum_tail 0 asks for no eigenpairs: set either "
              "to at least 1");

@@ -33,6 +33,10 @@ struct _p_NtkSpectrum {
   /* checkpoint (checkpoint.c): file, test stop, state of this run and what was read back */
   char              ckfile[PETSC_MAX_PATH_LEN];
   PetscInt          stop_after, pstart, pthis;
+  PetscInt          ck_every, cklast; /* periodic writes: interval, products at the last one */
+  PetscInt          ckgen;            /* vectors of the checkpoint in <ckfile>.<ckgen % 2>.vec */
+  PetscInt          ckwrites;         /* checkpoints written by this run */
+  PetscBool         ckparam;          /* side of this solve, for writes from the stopping test */
   PetscBool         interrupted, ckread, lead_done, signals;
   PetscInt          nck;    /* Ritz vectors of the stopped solve (operator space) */
   Vec              *ck;
