@@ -128,6 +128,8 @@ PetscErrorCode NtkCmdSpectrum(MPI_Comm comm)
   PetscCall(CheckRequest(&app, sp));
   PetscCall(NtkSpectrumGetVectorsFile(sp, &mlead));
   PetscCall(NtkCheckWritable(comm, mlead, "-ntk_spectrum_vectors"));
+  PetscCall(NtkSpectrumGetCheckpoint(sp, &mlead, NULL));
+  PetscCall(NtkCheckWritable(comm, mlead, "-ntk_spectrum_checkpoint"));
   PetscCall(NtkSpectrumSolve(sp));
   PetscCall(NtkSpectrumGetInterrupted(sp, &known));
   if (known) {

@@ -10,11 +10,15 @@ settings is refused with a message naming both. Periodic checkpoints
 (-ntk_spectrum_checkpoint_every) leave the eigenvalues bit for bit those of a run without them
 and leave one vector file, the one the JSON's generation names; a run killed with SIGKILL at
 whatever moment after its first periodic write resumes to the uninterrupted eigenvalues.
+Damaged checkpoints (another kernel scale, values out of range, members of the wrong JSON type,
+truncated or foreign vector files) are refused with a message naming the problem, never used and
+never crashing.
 
     test_spectrum_checkpoint.py NTKSPEC MPIEXEC RANKS
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +100,44 @@ with tempfile.TemporaryDirectory() as tmp:
                   "-ntk_spectrum_nev", "4")
     if rc == 0 or "was written with" not in log or "nev 4" not in log:
         failures.append(f"a checkpoint of other settings was not refused clearly:\n{log}")
+
+    # damaged checkpoints: (what, change to the JSON, change to the vector file, message)
+    def damage(doc, key, value):
+        doc = dict(doc)
+        doc[key] = value
+        return doc
+
+    good = json.load(open(path("ck_tail.json")))
+    vec = vector_file(path("ck_tail.json"), good)
+    size = os.path.getsize(vec)
+    cases = [
+        ("scale", None, None, "was written with", ["-ntk_kernel_scale", "2"]),
+        ("negative value", damage(good, "leading", [-5.0] + good["leading"][1:]), None,
+         "leading value 1", []),
+        ("lambda_max", damage(good, "lambda_max", -1), None, "lambda_max > 0", []),
+        ("leading type", damage(good, "leading", "x"), None, "wrong type", []),
+        ("ritz type", damage(good, "ritz_vectors", "x"), None, "wrong type", []),
+        ("ritz count", damage(good, "ritz_vectors", 10**12), None, "Ritz vectors (0 to", []),
+        ("phase", damage(good, "phase", 7), None, "wrong type", []),
+        ("truncated vectors", good, size // 2, "is incomplete", []),
+        ("foreign vectors", good, -1, "is not a vector of length", []),
+    ]
+    for what, doc, cut, message, extra in cases:
+        bad = path("bad.json")
+        for f in os.listdir(tmp):
+            if f.startswith("bad.json"):
+                os.remove(path(f))
+        json.dump(doc or good, open(bad, "w"))
+        badvec = vector_file(bad, doc or good)
+        shutil.copy(vec, badvec)
+        if cut is not None and cut >= 0:
+            os.truncate(badvec, cut)
+        elif cut is not None:
+            with open(badvec, "r+b") as f:
+                f.write(b"\x01" * 64)
+        rc, log = run(path("bad-out.json"), "-ntk_spectrum_checkpoint", bad, *extra)
+        if rc in (0, 134, -6, -11) or message not in log or "PETSC ERROR" in log:
+            failures.append(f"damaged checkpoint ({what}): exit {rc}, expected '{message}':\n{log}")
 
     # periodic writes do not touch the solve, and leave one vector file
     ck = path("ck_every.json")

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -210,8 +211,10 @@ PetscErrorCode NtkJSONAddRunInfo(MPI_Comm comm, json_object *obj, const char com
 }
 
 /*
-  Fail early, before hours of computing, when a result could not be written: rank 0 creates and
-  removes a probe file in the folder of `path`, and every rank learns the outcome.
+  Fail early, before hours of computing, when a result could not be written: `path` must not be a
+  folder, and rank 0 creates and removes a probe file in the folder of `path`; every rank learns
+  the outcome. An existing target must be a regular file: results are written under a temporary
+  name and renamed over it, which must never replace a device such as /dev/null.
 */
 PetscErrorCode NtkCheckWritable(MPI_Comm comm, const char path[], const char option[])
 {
@@ -225,6 +228,7 @@ PetscErrorCode NtkCheckWritable(MPI_Comm comm, const char path[], const char opt
   if (!rank) {
     const char *slash = strrchr(path, '/');
     int         fd;
+    struct stat st;
 
     if (slash) PetscCall(PetscStrncpy(dir, path, (size_t)(slash - path) + 2));
     else PetscCall(PetscStrncpy(dir, "./", sizeof(dir)));
@@ -237,7 +241,12 @@ PetscErrorCode NtkCheckWritable(MPI_Comm comm, const char path[], const char opt
       (void)close(fd);
       (void)unlink(probe);
     }
-    if (err)
+    if (!err && ((slash && !slash[1]) || (!stat(path, &st) && !S_ISREG(st.st_mode)))) {
+      err = EISDIR;
+      PetscCall(PetscSNPrintf(msg, sizeof(msg), "%s %s: %s; name a file", option, path,
+                              slash && !slash[1] ? "names a folder" :
+                              S_ISDIR(st.st_mode) ? "is a folder" : "is not a regular file"));
+    } else if (err)
       PetscCall(PetscSNPrintf(msg, sizeof(msg), "%s %s: cannot write there (%s)", option, path,
                               strerror(err)));
   }

@@ -14,9 +14,10 @@
   and unit kernel-space vectors (so the final residual checks and -ntk_spectrum_vectors work as in
   an uninterrupted run), and the k Ritz vectors of the stopped phase in the space of the operator
   iterated on. The JSON <file> records the settings that decide the operator and the wanted pairs
-  (side, method, nev, tail, tol, kernel dimension, P) plus |theta|_2 and |F|_2 of the network
-  outputs, which identify model and data; a checkpoint of other settings or another model is
-  refused.
+  (side, method, nev, tail, tol, kernel dimension, P, kernel scale) plus |theta|_2 and |F|_2 of
+  the network outputs, which identify model and data; a checkpoint of other settings or another
+  model is refused, and so is one whose values or vector file do not hold together (ReadState,
+  CheckVecFile).
 
   Atomicity. Write g goes to <file>.<g mod 2>.vec (PETSc binary, Vecs in the order above, no .info
   file), under a temporary name renamed by rank 0; then the JSON, which names its generation g, is
@@ -34,6 +35,7 @@
 #include <ntk/io.h>
 #include <ntk/net.h>
 #include <slepcds.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CKPT_FORMAT "ntkspec-spectrum-checkpoint-1"
@@ -100,16 +102,19 @@ PetscErrorCode NtkSpectrumStopEPS(EPS eps, PetscInt its, PetscInt max_it, PetscI
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* The settings that decide the operator and the wanted pairs. */
+/* The settings that decide the operator (its kernel scale included) and the wanted pairs. */
 static PetscErrorCode Settings(NtkSpectrum sp, PetscBool param, PetscInt NC, PetscInt P,
                                char *buf, size_t len)
 {
+  PetscReal scale;
+
   PetscFunctionBegin;
+  PetscCall(NtkOpGetScale(sp->op, &scale));
   PetscCall(PetscSNPrintf(buf, len, "side %s, method %s, nev %" PetscInt_FMT ", tail %"
                           PetscInt_FMT ", tol %.17g, kernel dimension %" PetscInt_FMT
-                          ", parameters %" PetscInt_FMT, param ? "parameter" : "output",
-                          NtkSpectrumMethods[sp->method], sp->nev, sp->ntail, (double)sp->tol, NC,
-                          P));
+                          ", parameters %" PetscInt_FMT ", kernel scale %.17g",
+                          param ? "parameter" : "output", NtkSpectrumMethods[sp->method], sp->nev,
+                          sp->ntail, (double)sp->tol, NC, P, (double)scale));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -241,16 +246,71 @@ static PetscErrorCode CheckSame(NtkSpectrum sp, json_object *doc, PetscBool para
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/*
+  Before any collective read: the vector file holds exactly nl vectors of length ll, then nr of
+  length lr, in PETSc's binary layout (class id and length as PetscInt, then the entries). A
+  truncated file or one of another run is refused with its name, not by a read error deep inside
+  VecLoad on some ranks.
+*/
+static PetscErrorCode CheckVecFile(NtkSpectrum sp, const char name[], PetscInt nl, PetscInt ll,
+                                   PetscInt nr, PetscInt lr)
+{
+  char        msg[2 * PETSC_MAX_PATH_LEN + 200] = "";
+  PetscMPIInt rank;
+
+  PetscFunctionBegin;
+  PetscCallMPI(MPI_Comm_rank(sp->comm, &rank));
+  if (!rank) {
+    struct stat st;
+    long long   need = 0;
+    int         fd;
+    PetscInt    head[2];
+    off_t       off;
+
+    for (PetscInt i = 0; i < nl + nr; i++)
+      need += 2 * (long long)sizeof(PetscInt) + (long long)(i < nl ? ll : lr) * sizeof(PetscScalar);
+    if (stat(name, &st))
+      PetscCall(PetscSNPrintf(msg, sizeof(msg), "cannot read %s", name));
+    else if ((long long)st.st_size != need)
+      PetscCall(PetscSNPrintf(msg, sizeof(msg), "%s holds %lld bytes where %lld are expected: it "
+                              "is incomplete or belongs to another checkpoint", name,
+                              (long long)st.st_size, need));
+    else {
+      PetscCall(PetscBinaryOpen(name, FILE_MODE_READ, &fd));
+      for (PetscInt i = 0; i < nl + nr && !msg[0]; i++) {
+        PetscCall(PetscBinaryRead(fd, head, 2, NULL, PETSC_INT));
+        if (head[0] != VEC_FILE_CLASSID || head[1] != (i < nl ? ll : lr))
+          PetscCall(PetscSNPrintf(msg, sizeof(msg), "%s: vector %" PetscInt_FMT " is not a "
+                                  "vector of length %" PetscInt_FMT, name, i + 1,
+                                  i < nl ? ll : lr));
+        PetscCall(PetscBinarySeek(fd, (i < nl ? ll : lr) * sizeof(PetscScalar),
+                                  PETSC_BINARY_SEEK_CUR, &off));
+      }
+      PetscCall(PetscBinaryClose(fd));
+    }
+  }
+  PetscCallMPI(MPI_Bcast(msg, (PetscMPIInt)sizeof(msg), MPI_CHAR, 0, sp->comm));
+  PetscCheck(!msg[0], sp->comm, PETSC_ERR_FILE_UNEXPECTED, "the spectrum checkpoint %s: %s",
+             sp->ckfile, msg);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 /* Read the vectors back: leading kernel vectors (finished phase), then x = sum of Ritz vectors. */
 static PetscErrorCode LoadVecs(NtkSpectrum sp, PetscBool param, PetscInt nritz)
 {
   PetscViewer viewer;
   char        fin[PETSC_MAX_PATH_LEN + 16];
-  Mat         A;
+  Mat         A, K;
   Vec         y;
+  PetscInt    ll, lr;
 
   PetscFunctionBegin;
   PetscCall(VecFileName(sp, sp->ckgen, fin, sizeof(fin)));
+  PetscCall(NtkOpGetKernelMat(sp->op, &K));
+  PetscCall(MatGetSize(K, &ll, NULL));
+  PetscCall(NtkSpectrumOperator(sp, param, &A));
+  PetscCall(MatGetSize(A, &lr, NULL));
+  PetscCall(CheckVecFile(sp, fin, sp->lead_done ? sp->nlead : 0, ll, nritz, lr));
   PetscCall(PetscViewerCreate(sp->comm, &viewer));
   PetscCall(PetscViewerSetType(viewer, PETSCVIEWERBINARY));
   PetscCall(PetscViewerBinarySetSkipInfo(viewer, PETSC_TRUE));
@@ -261,7 +321,6 @@ static PetscErrorCode LoadVecs(NtkSpectrum sp, PetscBool param, PetscInt nritz)
     PetscCall(VecLoad(sp->ulead[i], viewer));
   }
   if (nritz > 0) {
-    PetscCall(NtkSpectrumOperator(sp, param, &A));
     PetscCall(MatCreateVecs(A, &sp->ckstart, &y));
     PetscCall(VecSet(sp->ckstart, 0.0));
     for (PetscInt j = 0; j < nritz; j++) {
@@ -274,15 +333,83 @@ static PetscErrorCode LoadVecs(NtkSpectrum sp, PetscBool param, PetscInt nritz)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/* A member of the checkpoint of the given JSON type, or NULL. */
+static json_object *Member(json_object *doc, const char *key, json_type type)
+{
+  json_object *v;
+
+  if (!json_object_object_get_ex(doc, key, &v)) return NULL;
+  if (json_object_is_type(v, type)) return v;
+  if (type == json_type_double && json_object_is_type(v, json_type_int)) return v;
+  return NULL;
+}
+
+/*
+  The phase, the finished leading pairs and the count of Ritz vectors, each checked: the leading
+  values of a positive semidefinite kernel lie in [0, lambda_max] (up to rounding of the solve, far
+  below the 1e-8 lambda_max allowed here), lambda_max is finite and positive, and no more Ritz
+  vectors can have been kept than a phase asks for.
+*/
+static PetscErrorCode ReadState(NtkSpectrum sp, json_object *doc, PetscInt *nritz)
+{
+  json_object *phase = Member(doc, "phase", json_type_string);
+  json_object *lead = Member(doc, "leading", json_type_array);
+  json_object *done = Member(doc, "leading_complete", json_type_boolean);
+  json_object *nr = Member(doc, "ritz_vectors", json_type_int);
+  json_object *gen = Member(doc, "generation", json_type_int), *lmax;
+  int64_t      g = gen ? json_object_get_int64(gen) : 0, n = nr ? json_object_get_int64(nr) : -1;
+  PetscInt     kmax = PetscMax(PetscMax(sp->nev, 1), sp->ntail);
+
+  PetscFunctionBegin;
+  PetscCheck(phase && lead && done && nr && (gen || !json_object_object_get_ex(doc, "generation",
+             NULL)), sp->comm, PETSC_ERR_FILE_UNEXPECTED, "the spectrum checkpoint %s is "
+             "malformed: phase, leading, leading_complete, ritz_vectors or generation is missing "
+             "or of the wrong type", sp->ckfile);
+  PetscCheck(!strcmp(json_object_get_string(phase), "leading") ||
+               !strcmp(json_object_get_string(phase), "tail"), sp->comm,
+             PETSC_ERR_FILE_UNEXPECTED, "the spectrum checkpoint %s is malformed: phase '%s' is "
+             "neither leading nor tail", sp->ckfile, json_object_get_string(phase));
+  PetscCheck(g >= 0 && g < PETSC_MAX_INT && n >= 0 && n <= kmax, sp->comm,
+             PETSC_ERR_FILE_UNEXPECTED, "the spectrum checkpoint %s is malformed: generation %lld "
+             "and %lld Ritz vectors (0 to %" PetscInt_FMT " for these settings)", sp->ckfile,
+             (long long)g, (long long)n, kmax);
+  sp->ckphase   = strcmp(json_object_get_string(phase), "tail") ? 0 : 1;
+  sp->lead_done = json_object_get_boolean(done) ? PETSC_TRUE : PETSC_FALSE;
+  sp->ckgen     = (PetscInt)g;
+  *nritz        = (PetscInt)n;
+  if (!sp->lead_done) PetscFunctionReturn(PETSC_SUCCESS);
+  lmax      = Member(doc, "lambda_max", json_type_double);
+  sp->nlead = (PetscInt)json_object_array_length(lead);
+  sp->lmax  = lmax ? (PetscReal)json_object_get_double(lmax) : -1;
+  PetscCheck(sp->nlead >= 1 && sp->nlead <= PetscMax(sp->nev, 1) && PetscIsNormalReal(sp->lmax) &&
+               sp->lmax > 0, sp->comm, PETSC_ERR_FILE_UNEXPECTED, "the spectrum checkpoint %s is "
+             "malformed: a finished leading phase needs 1 to %" PetscInt_FMT " leading values and "
+             "a finite lambda_max > 0", sp->ckfile, PetscMax(sp->nev, 1));
+  PetscCall(PetscMalloc2(sp->nlead, &sp->lead, sp->nlead, &sp->ulead));
+  PetscCall(PetscArrayzero(sp->lead, sp->nlead));
+  for (PetscInt i = 0; i < sp->nlead; i++) {
+    json_object *x   = json_object_array_get_idx(lead, i);
+    PetscReal    val = (PetscReal)json_object_get_double(x);
+    PetscBool    num = json_object_is_type(x, json_type_double) ||
+                    json_object_is_type(x, json_type_int) ? PETSC_TRUE : PETSC_FALSE;
+
+    PetscCheck(num && !PetscIsInfOrNanReal(val) && val >= -1e-8 * sp->lmax &&
+                 val <= sp->lmax * (1 + 1e-8), sp->comm, PETSC_ERR_FILE_UNEXPECTED,
+               "the spectrum checkpoint %s is malformed: leading value %" PetscInt_FMT " (%g) is "
+               "not in [0, lambda_max = %g]", sp->ckfile, i + 1, (double)val, (double)sp->lmax);
+    sp->lead[i].value = val;
+  }
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 PetscErrorCode NtkSpectrumCheckpointLoad(NtkSpectrum sp, PetscBool param, PetscInt NC, PetscInt P)
 {
   PetscBool      found = PETSC_FALSE;
   PetscMPIInt    rank;
   unsigned char *text;
   size_t         size;
-  json_object   *doc, *v, *lead;
+  json_object   *doc, *v;
   PetscInt       nritz;
-  int64_t        gen;
 
   PetscFunctionBegin;
   PetscCallMPI(MPI_Comm_rank(sp->comm, &rank));
@@ -296,29 +423,7 @@ PetscErrorCode NtkSpectrumCheckpointLoad(NtkSpectrum sp, PetscBool param, PetscI
                !strcmp(json_object_get_string(v), CKPT_FORMAT), sp->comm,
              PETSC_ERR_FILE_UNEXPECTED, "%s is not an ntkspec spectrum checkpoint", sp->ckfile);
   PetscCall(CheckSame(sp, doc, param, NC, P));
-  PetscCheck(json_object_object_get_ex(doc, "phase", &v) && json_object_object_get_ex(doc,
-             "leading", &lead) && json_object_is_type(lead, json_type_array), sp->comm,
-             PETSC_ERR_FILE_UNEXPECTED, "the spectrum checkpoint %s is malformed", sp->ckfile);
-  sp->ckphase = strcmp(json_object_get_string(v), "tail") ? 0 : 1;
-  sp->lead_done = json_object_object_get_ex(doc, "leading_complete", &v) &&
-                  json_object_get_boolean(v) ? PETSC_TRUE : PETSC_FALSE;
-  nritz = json_object_object_get_ex(doc, "ritz_vectors", &v) ? json_object_get_int64(v) : 0;
-  gen   = json_object_object_get_ex(doc, "generation", &v) ? json_object_get_int64(v) : 0;
-  PetscCheck(gen >= 0 && gen < PETSC_MAX_INT && nritz >= 0, sp->comm, PETSC_ERR_FILE_UNEXPECTED,
-             "the spectrum checkpoint %s is malformed (generation %lld, %" PetscInt_FMT
-             " Ritz vectors)", sp->ckfile, (long long)gen, nritz);
-  sp->ckgen = (PetscInt)gen;
-  if (sp->lead_done) {
-    sp->nlead = (PetscInt)json_object_array_length(lead);
-    PetscCheck(json_object_object_get_ex(doc, "lambda_max", &v) && sp->nlead >= 1, sp->comm,
-               PETSC_ERR_FILE_UNEXPECTED, "the spectrum checkpoint %s has no leading values",
-               sp->ckfile);
-    sp->lmax = (PetscReal)json_object_get_double(v);
-    PetscCall(PetscMalloc2(sp->nlead, &sp->lead, sp->nlead, &sp->ulead));
-    PetscCall(PetscArrayzero(sp->lead, sp->nlead));
-    for (PetscInt i = 0; i < sp->nlead; i++)
-      sp->lead[i].value = (PetscReal)json_object_get_double(json_object_array_get_idx(lead, i));
-  }
+  PetscCall(ReadState(sp, doc, &nritz));
   json_object_put(doc);
   PetscCall(LoadVecs(sp, param, nritz));
   sp->ckread = PETSC_TRUE;
