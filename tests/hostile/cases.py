@@ -120,6 +120,9 @@ CASES = {
     # outputs that cannot be written
     "output_folder_missing": (TEACHER + ["-ntk_output", "/nonexistent/dir/x.json"],
                               "-ntk_output /nonexistent/dir/x.json: cannot write there", None),
+    "output_is_a_folder": (TEACHER + ["-ntk_output", "{B}"], "is a folder; name a file", None),
+    "output_is_a_device": (TEACHER + ["-ntk_output", "/dev/null"],
+                           "-ntk_output /dev/null: is not a regular file; name a file", None),
     # the Fashion-MNIST package is not installed
     "fashion_mnist_missing": (["-ntk_data", "fashion-mnist:train", "-ntk_data_samples", "10"],
                               "install the Debian package dataset-fashion-mnist",
