@@ -44,6 +44,10 @@ PetscErrorCode NtkCmdDense(MPI_Comm comm)
   PetscCall(PetscOptionsInt("-ntk_dense_show", "Eigenvalues printed from each end", "", show, &show,
                             NULL));
   PetscOptionsEnd();
+  PetscCheck(PetscIsNormalReal(maxgb) && maxgb > 0, comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_dense_max_gb %g: must be a positive number of GB", (double)maxgb);
+  PetscCheck(show >= 0, comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_dense_show %" PetscInt_FMT ": must be >= 0", show);
   PetscCall(NtkAppCreate(comm, "dense", &app));
   PetscCall(PetscOptionsHasHelp(NULL, &help));
   if (help) { /* the options are listed; the dense kernel of the default data is large */
@@ -66,7 +70,8 @@ PetscErrorCode NtkCmdDense(MPI_Comm comm)
                          NtkDenseSolvers[solver]));
   /* measured here at n = 2000: p?syev with vectors 8.8 s on one rank, dsyev values-only 0.6 s */
   expect = (solver == NTK_DENSE_SCALAPACK ? 8.8 / size : 0.6) * PetscPowReal(n / 2000.0, 3.0);
-  PetscCall(NtkAppPrintf(&app, "assembling the kernel from Jacobian factors, then the full "
+  PetscCall(NtkAppPrintf(&app, "assembling the kernel from the per-sample Jacobian factors "
+                         "(always, whatever -ntk_op_factors says), then the full "
                          "eigendecomposition: about %.0f s on an idle machine (n^3 scaling)\n",
                          (double)PetscMax(expect, 1.0)));
 
