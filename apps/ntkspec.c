@@ -159,15 +159,16 @@ int main(int argc, char **argv)
     (void)printf("ntkspec %s: %s\noptions shown as <now VALUE : formerly DEFAULT>, i.e. the "
                  "value in effect, then the built-in default\n", cmd->name,
                  cmd->summary);
-  if (!cmd) {
+  if (!cmd) { /* -help lists the commands (status 0); no command or an unknown one is misuse */
     if (!rank) {
       if (argc > 1 && argv[1][0] != '-')
         (void)fprintf(stderr, "ntkspec: unknown command '%s'\n\n", argv[1]);
-      Usage(argc > 1 && argv[1][0] != '-' ? stderr : stdout, !want_help);
+      else if (!want_help) (void)fprintf(stderr, "ntkspec: no command given\n\n");
+      Usage(want_help ? stdout : stderr, !want_help);
       if (want_help && !help_all) (void)printf("\nPETSc/SLEPc options: ntkspec -help all\n");
     }
     (void)SlepcFinalize();
-    return argc > 1 && argv[1][0] != '-' ? 2 : 0;
+    return want_help && !(argc > 1 && argv[1][0] != '-') ? 0 : 2;
   }
   PetscCallMPI(NtkErrorHandlerPush());
   ierr = NtkCheckKnownOptions(PETSC_COMM_WORLD);

@@ -111,8 +111,10 @@ PetscErrorCode NtkNetGetParameterization(NtkNet net, NtkParameterization *p)
 PetscErrorCode NtkNetSetSigmas(NtkNet net, PetscReal sw, PetscReal sb)
 {
   PetscFunctionBegin;
-  PetscCheck(sw > 0 && sb >= 0, net->comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "sigma_w = %g must be positive and sigma_b = %g non-negative", (double)sw, (double)sb);
+  PetscCheck(PetscIsNormalReal(sw) && sw > 0, net->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_net_sigma_w %g: the weight scale must be a positive finite number", (double)sw);
+  PetscCheck(!PetscIsInfOrNanReal(sb) && sb >= 0, net->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_net_sigma_b %g: the bias scale must be a finite number >= 0", (double)sb);
   net->sigma_w = sw;
   net->sigma_b = sb;
   PetscFunctionReturn(PETSC_SUCCESS);

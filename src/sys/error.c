@@ -10,6 +10,7 @@
   ends without an abort.
 */
 #include <ntk/sys.h>
+#include <errno.h>
 #include <string.h>
 
 PetscClassId  NTK_CLASSID;
@@ -122,9 +123,15 @@ PetscErrorCode NtkParseIntList(MPI_Comm comm, const char option[], const char te
   *n = 0;
   while (*p) {
     char *end;
-    long  v = strtol(p, &end, 10);
+    long  v;
+
+    errno = 0;
+    v     = strtol(p, &end, 10);
     PetscCheck(end != p, comm, PETSC_ERR_ARG_WRONG,
                "%s: '%s' is not a comma-separated list of integers", option, text);
+    PetscCheck(errno != ERANGE && v >= PETSC_MIN_INT && v <= PETSC_MAX_INT, comm,
+               PETSC_ERR_ARG_OUTOFRANGE, "%s: entry %" PetscInt_FMT " of '%s' is too large to be "
+               "an integer here", option, *n + 1, text);
     PetscCheck(*n < max, comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: more than %" PetscInt_FMT
                " entries in '%s'", option, max, text);
     vals[(*n)++] = (PetscInt)v;

@@ -36,7 +36,7 @@ slurm_up() {
 }
 
 # has_command NAME: whether this ntkspec build has the command.
-has_command() { "$NTKSPEC" 2>/dev/null | grep -q "^  $1 "; }
+has_command() { "$NTKSPEC" -help 2>/dev/null | grep -q "^  $1 "; }
 
 # submit SCRIPT [SBATCH OPTIONS...] -- [SCRIPT ARGUMENTS...]: submit from the checkout at two
 # tasks; print the job id.
