@@ -9,7 +9,9 @@ computes fewer products than the whole uninterrupted run. A checkpoint written w
 settings is refused with a message naming both. Periodic checkpoints
 (-ntk_spectrum_checkpoint_every) leave the eigenvalues bit for bit those of a run without them
 and leave one vector file, the one the JSON's generation names; a run killed with SIGKILL at
-whatever moment after its first periodic write resumes to the uninterrupted eigenvalues.
+whatever moment after its first periodic write resumes to the uninterrupted eigenvalues, and
+one killed inside a tail basis as wide as the kernel (no restart to stop at) resumes without
+solving the leading phase again, which was saved as soon as it was done.
 Damaged checkpoints (another kernel scale, values out of range, members of the wrong JSON type,
 truncated or foreign vector files) are refused with a message naming the problem, never used and
 never crashing.
@@ -188,6 +190,33 @@ with tempfile.TemporaryDirectory() as tmp:
                     failures.append(f"kill: eigenvalue {y!r} differs from {x!r}")
             if len(values(res)) != len(values(ref)):
                 failures.append("kill: the resumed run has another number of pairs")
+
+    # killed inside a single-restart tail: the leading phase was saved when it ended
+    ck = path("ck_wide.json")
+    wide = [a if a != "100" else "600" for a in common]  # tail basis = the kernel dimension
+    cmd = [mpiexec, "-n", ranks, ntkspec, "spectrum"] + wide + [
+        "-ntk_output", path("w1.json"), "-ntk_spectrum_checkpoint", ck]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while proc.poll() is None and not os.path.exists(ck) and time.time() < deadline:
+        time.sleep(0.01)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    p = subprocess.run([mpiexec, "-n", ranks, ntkspec, "spectrum"] + wide + [
+        "-ntk_output", path("w2.json"), "-ntk_spectrum_checkpoint", ck],
+        capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        failures.append(f"wide tail: resumed run exited with {p.returncode}:\n{p.stderr}")
+    else:
+        res = json.load(open(path("w2.json")))
+        print(f"wide tail: resumed with {res['matvecs_by_phase']}")
+        if not res["checkpoint"]["read"] or res["matvecs_by_phase"]["leading"] != 0:
+            failures.append(f"wide tail: the leading phase was not taken from the checkpoint")
+        for x, y in zip(values(ref)[:5], values(res)[:5]):
+            if abs(x - y) > 1e-10 * abs(x):
+                failures.append(f"wide tail: leading eigenvalue {y!r} differs from {x!r}")
 
 for f in failures:
     print("FAIL:", f)

@@ -643,9 +643,17 @@ PetscErrorCode NtkSpectrumSolve(NtkSpectrum sp)
   sp->ckparam = param;
   PetscCall(SetUpCheckpoint(sp, param, NC, P));
 
-  /* leading pairs, unless a checkpoint holds them */
+  /*
+    Leading pairs, unless a checkpoint holds them. With a checkpoint file they are saved as soon as
+    they are done: a tail basis as wide as the operator has no restart at which to stop or write
+    before it is complete, and a job killed meanwhile must not lose the leading phase.
+  */
   if (sp->lead_done) sp->sigmax = PetscSqrtReal(sp->lmax / scale);
-  else PetscCall(SolveLeading(sp, param));
+  else {
+    PetscCall(SolveLeading(sp, param));
+    if (sp->ckfile[0] && sp->ntail && !sp->interrupted)
+      PetscCall(NtkSpectrumCheckpointWrite(sp, param, PETSC_TRUE));
+  }
   PetscCall(NtkSpectrumProducts(sp, &p1));
 
   /* tail pairs and the null space */
