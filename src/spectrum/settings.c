@@ -150,7 +150,7 @@ PetscErrorCode NtkSpectrumSetCheckpoint(NtkSpectrum sp, const char file[], Petsc
   PetscCheck(every >= 0, sp->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "-ntk_spectrum_checkpoint_every %" PetscInt_FMT " must be >= 0 (0: only on a signal)",
              every);
-  PetscCall(PetscStrncpy(sp->ckfile, file ? file : "", sizeof(sp->ckfile)));
+  if (file != sp->ckfile) PetscCall(PetscStrncpy(sp->ckfile, file ? file : "", sizeof(sp->ckfile)));
   sp->ck_every = every;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
