@@ -12,8 +12,9 @@
   the trace is unfinished; its Tr(Q^T K Q) must match the stored one) and the deflation pairs.
 
   The file records the settings that decide the probes and their results (method, distribution,
-  seed, budget, tolerance, Lanczos steps, deflation, kernel dimension, parameter count) and two
-  norms that identify model and data: |theta|_2 and |F|_2 of the network outputs. A checkpoint
+  seed, budget, tolerance, Lanczos steps, deflation, kernel variant, scale s with 17 digits as
+  every stored number is proportional to s, kernel dimension, parameter count) and two norms
+  that identify model and data: |theta|_2 and |F|_2 of the network outputs. A checkpoint
   from other settings is refused with both descriptions; one from other data or another model
   is refused by its norms (relative 1e-10: the number of ranks may differ).
   Stopping: after each probe computed by this run, all ranks ask NtkSignalPending; on a signal
@@ -21,10 +22,12 @@
   the estimator returns marked interrupted; `ntkspec estimate` then exits with status 3.
 */
 #include "estimpl.h"
+#include <inttypes.h>
 #include <ntk/io.h>
 #include <ntk/net.h>
 
 #define CKPT_FORMAT "ntkspec-estimate-checkpoint-1"
+#define NTK_CKPT_SETTINGS 768
 
 PetscErrorCode NtkEstimatorSetCheckpoint(NtkEstimator e, const char file[], PetscInt every)
 {
@@ -76,20 +79,26 @@ PetscErrorCode NtkEstimatorGetResumeInfo(NtkEstimator e, PetscInt *trace_probes,
 /* The settings that decide which probes are drawn and what each one yields. */
 static PetscErrorCode Settings(NtkEstimator e, char *buf, size_t len)
 {
-  PetscInt P;
-  NtkNet   net;
+  PetscInt         P;
+  PetscReal        scale;
+  NtkNet           net;
+  NtkKernelVariant v;
 
   PetscFunctionBegin;
   PetscCall(NtkOpGetNet(e->op, &net));
   PetscCall(NtkNetGetNumParameters(net, &P));
+  PetscCall(NtkOpGetKernel(e->op, &v));
+  PetscCall(NtkOpGetScale(e->op, &scale));
   PetscCall(PetscSNPrintf(buf, len,
                           "trace %s, probe %s, seed %" PetscInt64_FMT ", matvecs %" PetscInt_FMT
                           ", probes %" PetscInt_FMT ", rtol %.17g, lanczos_steps %" PetscInt_FMT
                           ", reorthogonalization %s, deflate %" PetscInt_FMT " (%" PetscInt_FMT
-                          " steps), kernel dimension %" PetscInt_FMT ", parameters %" PetscInt_FMT,
+                          " steps), kernel %s, scale %.17g, kernel dimension %" PetscInt_FMT
+                          ", parameters %" PetscInt_FMT,
                           NtkTraceMethods[e->trace_method], NtkProbeTypes[e->probe], e->seed,
                           e->matvecs, e->probes, (double)e->rtol, e->steps,
-                          NtkReorthTypes[e->reorth], e->deflate, e->deflate_steps, e->n, P));
+                          NtkReorthTypes[e->reorth], e->deflate, e->deflate_steps,
+                          NtkKernelVariants[v], (double)scale, e->n, P));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -134,7 +143,7 @@ static json_object *SLQProbes(NtkEstimator e)
 
 PetscErrorCode NtkEstimatorCheckpointWrite(NtkEstimator e)
 {
-  char         settings[512];
+  char         settings[NTK_CKPT_SETTINGS];
   PetscReal    pn, fn;
   PetscMPIInt  size;
   json_object *doc = json_object_new_object(), *t = json_object_new_object(), *s;
@@ -165,51 +174,181 @@ PetscErrorCode NtkEstimatorCheckpointWrite(NtkEstimator e)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-static PetscErrorCode GetReal(NtkEstimator e, json_object *o, const char key[], PetscReal *v)
+/*
+  Reading a checkpoint back. Every field is checked before it is used, so a damaged or edited
+  file is refused with the field's name instead of feeding wrong numbers to the estimates:
+  - types: numbers where numbers belong (integers for counts), arrays, objects, a boolean;
+  - values: finite. K is positive semidefinite, so |K z|^2, the Gauss weights, Tr(Q^T K Q) and
+    the trace samples are >= 0, and the Ritz values too; a sample or node may fall below zero by
+    rounding when what it measures is numerically zero (a Hutch++ residual kernel of rank 0, the
+    null space of a rank-deficient K), so those two may reach -1e-8 of the largest magnitude
+    beside them. The Lanczos weights of a probe are |Pz|^2 tau_k^2 with sum_k tau_k^2 = 1, so
+    they sum to |Pz|^2 <= |z|^2 = n for Rademacher probes; the deflated atoms have weight 1;
+  - counts: at most the trace samples the settings allow, `complete` only where the trace loop
+    ends (every sample, or at least NTK_MIN_PROBES under -ntk_estimate_rtol), Hutch++ sketch
+    products between k and 2k, SLQ probes only after a complete trace and no more than the
+    settings allow, each with 1 to m Lanczos nodes besides the deflated atoms;
+  - a complete Hutch++ trace skips the sketch, so its Tr(Q^T K Q) is compared with the exact
+    Tr K, an upper bound for Q orthonormal and K positive semidefinite.
+  Every rank reads the same text and so reaches the same verdict.
+*/
+#define CKPT_PATH 64
+#define CKPT_TINY 1e-8
+
+/* Refuse the file naming the field: fmt continues "<path>", e.g. " is ..." or "[3] is ...". */
+#define Malformed(e, cond, path, fmt, ...) \
+  PetscCheck(cond, (e)->comm, PETSC_ERR_FILE_UNEXPECTED, \
+             "the estimate checkpoint %s is malformed: %s" fmt, (e)->ckfile, path, __VA_ARGS__)
+
+/* "a string", "an array", ... for the messages */
+static const char *TypeText(json_type t)
 {
-  json_object *x;
+  switch (t) {
+  case json_type_null:
+    return "null";
+  case json_type_boolean:
+    return "a boolean";
+  case json_type_double:
+    return "a number";
+  case json_type_int:
+    return "an integer";
+  case json_type_object:
+    return "an object";
+  case json_type_array:
+    return "an array";
+  default:
+    return "a string";
+  }
+}
+
+static const char *TypeName(json_object *v)
+{
+  return TypeText(json_object_get_type(v));
+}
+
+static const char *NotFinite(PetscReal x)
+{
+  return PetscIsNanReal(x) ? "NaN" : x > 0 ? "infinite" : "-infinite";
+}
+
+/* v has the JSON type `type`; a number (json_type_double) may be written as an integer. */
+static PetscErrorCode CheckType(NtkEstimator e, json_object *v, json_type type, const char path[])
+{
+  PetscBool ok = json_object_is_type(v, type) ||
+                 (type == json_type_double && json_object_is_type(v, json_type_int));
 
   PetscFunctionBegin;
-  PetscCheck(json_object_object_get_ex(o, key, &x), e->comm, PETSC_ERR_FILE_UNEXPECTED,
-             "the estimate checkpoint %s has no '%s'", e->ckfile, key);
-  *v = (PetscReal)json_object_get_double(x);
+  Malformed(e, ok, path, " is %s where %s belongs", TypeName(v), TypeText(type));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* Copy a JSON array of numbers into x (length n, at most cap). */
-static PetscErrorCode GetArray(NtkEstimator e, json_object *a, PetscInt cap, PetscReal *x,
-                               PetscInt *n)
+/* *v = o[key] of type `type`; path receives "parent.key" for the messages. */
+static PetscErrorCode Member(NtkEstimator e, json_object *o, const char parent[], const char key[],
+                             json_type type, char path[], json_object **v)
 {
   PetscFunctionBegin;
-  PetscCheck(a && json_object_is_type(a, json_type_array), e->comm, PETSC_ERR_FILE_UNEXPECTED,
-             "the estimate checkpoint %s is malformed (an array is missing)", e->ckfile);
-  *n = (PetscInt)json_object_array_length(a);
-  PetscCheck(*n <= cap, e->comm, PETSC_ERR_FILE_UNEXPECTED,
-             "the estimate checkpoint %s holds %" PetscInt_FMT " values where at most %"
-             PetscInt_FMT " fit", e->ckfile, *n, cap);
-  for (PetscInt i = 0; i < *n; i++)
-    x[i] = (PetscReal)json_object_get_double(json_object_array_get_idx(a, (size_t)i));
+  PetscCall(PetscSNPrintf(path, CKPT_PATH, "%s%s%s", parent, parent[0] ? "." : "", key));
+  Malformed(e, json_object_object_get_ex(o, key, v), path, " is missing%s", "");
+  PetscCall(CheckType(e, *v, type, path));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* A finite number >= lo. */
+static PetscErrorCode Number(NtkEstimator e, json_object *o, const char parent[], const char key[],
+                             PetscReal lo, PetscReal *x)
+{
+  char         path[CKPT_PATH];
+  json_object *v;
+
+  PetscFunctionBegin;
+  PetscCall(Member(e, o, parent, key, json_type_double, path, &v));
+  *x = (PetscReal)json_object_get_double(v);
+  Malformed(e, !PetscIsInfOrNanReal(*x), path, " is %s, not a finite number", NotFinite(*x));
+  Malformed(e, *x >= lo, path, " is %.17g; it must be at least %g", (double)*x, (double)lo);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* An integer in [lo, hi]. */
+static PetscErrorCode Integer(NtkEstimator e, json_object *o, const char parent[], const char key[],
+                              PetscInt lo, PetscInt hi, PetscInt *n)
+{
+  char         path[CKPT_PATH];
+  json_object *v;
+  int64_t      i;
+
+  PetscFunctionBegin;
+  PetscCall(Member(e, o, parent, key, json_type_int, path, &v));
+  i = json_object_get_int64(v);
+  Malformed(e, i >= lo && i <= hi, path, " is %" PRId64 "; these settings allow %" PetscInt_FMT
+            " to %" PetscInt_FMT, i, lo, hi);
+  *n = (PetscInt)i;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* The length of the array a, at most cap. */
+static PetscErrorCode Length(NtkEstimator e, json_object *a, const char path[], PetscInt cap,
+                             PetscInt *n)
+{
+  size_t len = json_object_array_length(a);
+
+  PetscFunctionBegin;
+  Malformed(e, len <= (size_t)cap, path, " holds %zu values; these settings allow at most %"
+            PetscInt_FMT, len, cap);
+  *n = (PetscInt)len;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* x[0..n) = the numbers of the array a (length n), each finite and >= lo. */
+static PetscErrorCode Numbers(NtkEstimator e, json_object *a, const char path[], PetscInt n,
+                              PetscReal lo, PetscReal *x)
+{
+  PetscFunctionBegin;
+  for (PetscInt i = 0; i < n; i++) {
+    json_object *v  = json_object_array_get_idx(a, (size_t)i);
+    PetscBool    ok = json_object_is_type(v, json_type_double) ||
+                      json_object_is_type(v, json_type_int);
+    Malformed(e, ok, path, "[%" PetscInt_FMT "] is %s where a number belongs", i, TypeName(v));
+    x[i] = (PetscReal)json_object_get_double(v);
+    Malformed(e, !PetscIsInfOrNanReal(x[i]), path, "[%" PetscInt_FMT "] is %s, not a finite "
+              "number", i, NotFinite(x[i]));
+    Malformed(e, x[i] >= lo, path, "[%" PetscInt_FMT "] is %.17g; it must be at least %g", i,
+              (double)x[i], (double)lo);
+  }
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* Each of x[0..n) >= -CKPT_TINY max(big, max_i |x_i|): nonnegative up to rounding. */
+static PetscErrorCode NonNegative(NtkEstimator e, const char path[], PetscInt n,
+                                  const PetscReal *x, PetscReal big)
+{
+  PetscFunctionBegin;
+  for (PetscInt i = 0; i < n; i++) big = PetscMax(big, PetscAbsReal(x[i]));
+  for (PetscInt i = 0; i < n; i++)
+    Malformed(e, x[i] >= -CKPT_TINY * big, path, "[%" PetscInt_FMT "] is %.17g; the kernel is "
+              "positive semidefinite and the largest magnitude here is %g", i, (double)x[i],
+              (double)big);
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
 /* Refuse a checkpoint of other settings, another model or other data. */
 static PetscErrorCode CheckSame(NtkEstimator e, json_object *doc)
 {
-  char         settings[512];
+  char         settings[NTK_CKPT_SETTINGS], path[CKPT_PATH];
+  const char  *theirs;
   json_object *v;
   PetscReal    pn, fn, cpn = 0, cfn = 0;
 
   PetscFunctionBegin;
   PetscCall(Settings(e, settings, sizeof(settings)));
-  PetscCheck(json_object_object_get_ex(doc, "settings", &v), e->comm, PETSC_ERR_FILE_UNEXPECTED,
-             "the estimate checkpoint %s has no settings", e->ckfile);
-  PetscCheck(!strcmp(json_object_get_string(v), settings), e->comm, PETSC_ERR_ARG_INCOMP,
+  PetscCall(Member(e, doc, "", "settings", json_type_string, path, &v));
+  theirs = json_object_get_string(v);
+  PetscCheck(!strcmp(theirs, settings), e->comm, PETSC_ERR_ARG_INCOMP,
              "the estimate checkpoint %s was written with\n  %s\nbut this run has\n  %s\n"
              "run with the settings of the checkpoint, or remove it or name another file with "
-             "-ntk_estimate_checkpoint", e->ckfile, json_object_get_string(v), settings);
+             "-ntk_estimate_checkpoint", e->ckfile, theirs, settings);
   PetscCall(Norms(e, &pn, &fn));
-  PetscCall(GetReal(e, doc, "parameter_norm", &cpn));
-  PetscCall(GetReal(e, doc, "output_norm", &cfn));
+  PetscCall(Number(e, doc, "", "parameter_norm", 0, &cpn));
+  PetscCall(Number(e, doc, "", "output_norm", 0, &cfn));
   PetscCheck(PetscAbsReal(pn - cpn) <= 1e-10 * PetscAbsReal(cpn) &&
                PetscAbsReal(fn - cfn) <= 1e-10 * PetscAbsReal(cfn), e->comm, PETSC_ERR_ARG_INCOMP,
              "the estimate checkpoint %s belongs to another model or other data: |theta| %.17g "
@@ -219,56 +358,104 @@ static PetscErrorCode CheckSame(NtkEstimator e, json_object *doc)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-static PetscErrorCode LoadTrace(NtkEstimator e, json_object *doc)
+/* The Hutch++ sketch part: k to 2k products, 0 <= Tr(Q^T K Q) <= Tr K; nothing for the others. */
+static PetscErrorCode LoadSketch(NtkEstimator e, json_object *t, PetscInt k)
 {
-  json_object *t, *v;
-  PetscInt     n;
+  PetscBool pp = e->trace_method == NTK_TRACE_HUTCHPP ? PETSC_TRUE : PETSC_FALSE;
+  PetscReal tr;
 
   PetscFunctionBegin;
-  PetscCheck(json_object_object_get_ex(doc, "trace", &t) && json_object_object_get_ex(t, "samples",
-             &v), e->comm, PETSC_ERR_FILE_UNEXPECTED, "the estimate checkpoint %s has no trace "
-             "samples", e->ckfile);
-  n = (PetscInt)json_object_array_length(v);
+  PetscCall(Number(e, t, "trace", "sketch_trace", 0, &e->ck_tq));
+  PetscCall(Integer(e, t, "trace", "sketch_matvecs", pp && e->ck_ntx > 0 ? k : 0,
+                    pp ? 2 * k : 0, &e->ck_tq_matvecs));
+  Malformed(e, pp || e->ck_tq == 0, "trace.sketch_trace", " is %g; the %s trace has no sketch",
+            (double)e->ck_tq, NtkTraceMethods[e->trace_method]);
+  if (!pp || !e->ck_trace_done) PetscFunctionReturn(PETSC_SUCCESS);
+  PetscCall(NtkOpTrace(e->op, &tr));
+  Malformed(e, e->ck_tq <= (1 + CKPT_TINY) * tr, "trace.sketch_trace", " is %.17g, above the "
+            "exact trace %.17g of this kernel", (double)e->ck_tq, (double)tr);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+static PetscErrorCode LoadTrace(NtkEstimator e, json_object *doc)
+{
+  char         path[CKPT_PATH];
+  json_object *t, *v;
+  PetscInt     k, maxp, n;
+  PetscBool    whole;
+
+  PetscFunctionBegin;
+  PetscCall(NtkEstimatorTraceLimits(e, &k, &maxp));
+  PetscCall(Member(e, doc, "", "trace", json_type_object, path, &t));
+  PetscCall(Member(e, t, "trace", "complete", json_type_boolean, path, &v));
+  e->ck_trace_done = json_object_get_boolean(v) ? PETSC_TRUE : PETSC_FALSE;
+  PetscCall(Member(e, t, "trace", "samples", json_type_array, path, &v));
+  PetscCall(Length(e, v, path, maxp, &n));
   PetscCall(PetscMalloc1(PetscMax(n, 1), &e->ck_tx));
-  PetscCall(GetArray(e, v, n, e->ck_tx, &e->ck_ntx));
-  PetscCall(GetReal(e, t, "sketch_trace", &e->ck_tq));
-  e->ck_trace_done = json_object_object_get_ex(t, "complete", &v) && json_object_get_boolean(v)
-                       ? PETSC_TRUE : PETSC_FALSE;
-  e->ck_tq_matvecs = json_object_object_get_ex(t, "sketch_matvecs", &v)
-                       ? (PetscInt)json_object_get_int64(v) : 0;
+  PetscCall(Numbers(e, v, path, n, PETSC_NINFINITY, e->ck_tx));
+  e->ck_ntx = n;
+  /* the loop ends after maxp samples, or converged after at least NTK_MIN_PROBES */
+  whole = n == maxp || (e->rtol > 0 && n >= NTK_MIN_PROBES) ? PETSC_TRUE : PETSC_FALSE;
+  Malformed(e, !e->ck_trace_done || whole, "trace.complete", " is true with %" PetscInt_FMT
+            " of the %" PetscInt_FMT " samples these settings take", n, maxp);
+  PetscCall(LoadSketch(e, t, k));
+  PetscCall(NonNegative(e, path, n, e->ck_tx, e->ck_tq));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* SLQ probe j: nq nodes and weights (Lanczos rule, then the ck_nd deflated atoms) and kz2. */
+static PetscErrorCode LoadProbe(NtkEstimator e, json_object *a, PetscInt j)
+{
+  char         probe[CKPT_PATH], path[CKPT_PATH];
+  json_object *p, *v;
+  PetscInt     nq, nw, nd = e->ck_nd, off = j * e->ck_stride;
+  PetscReal   *th = e->ck_nodes + off, *w = e->ck_weights + off, sum = 0;
+
+  PetscFunctionBegin;
+  PetscCall(PetscSNPrintf(probe, sizeof(probe), "slq.probes[%" PetscInt_FMT "]", j));
+  p = json_object_array_get_idx(a, (size_t)j);
+  PetscCall(CheckType(e, p, json_type_object, probe));
+  PetscCall(Member(e, p, probe, "nodes", json_type_array, path, &v));
+  PetscCall(Length(e, v, path, e->ck_stride, &nq));
+  Malformed(e, nq > nd, path, " holds %" PetscInt_FMT " nodes: at least one Lanczos node besides "
+            "the %" PetscInt_FMT " deflated eigenvalues belongs there", nq, nd);
+  PetscCall(Numbers(e, v, path, nq, PETSC_NINFINITY, th));
+  PetscCall(NonNegative(e, path, nq, th, 0));
+  PetscCall(Member(e, p, probe, "weights", json_type_array, path, &v));
+  PetscCall(Length(e, v, path, e->ck_stride, &nw));
+  Malformed(e, nw == nq, path, " holds %" PetscInt_FMT " weights for %" PetscInt_FMT " nodes", nw,
+            nq);
+  PetscCall(Numbers(e, v, path, nq, 0, w));
+  for (PetscInt k = 0; k < nq - nd; k++) sum += w[k];
+  Malformed(e, e->probe != NTK_PROBE_RADEMACHER || sum <= (1 + CKPT_TINY) * e->n, path,
+            " sums to %g over the Lanczos nodes, above |z|^2 = %" PetscInt_FMT, (double)sum, e->n);
+  for (PetscInt k = nq - nd; k < nq; k++)
+    Malformed(e, w[k] == 1, path, "[%" PetscInt_FMT "] is %g: a deflated eigenvalue has weight 1",
+              k, (double)w[k]);
+  PetscCall(Number(e, p, probe, "kz2", 0, &e->ck_f2[j]));
+  e->ck_nq[j] = nq;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
 static PetscErrorCode LoadSLQ(NtkEstimator e, json_object *doc)
 {
-  json_object *s, *a, *p, *v;
-  PetscInt     m, nw;
+  char         path[CKPT_PATH];
+  json_object *s, *a;
+  PetscInt     m;
 
   PetscFunctionBegin;
-  if (!json_object_object_get_ex(doc, "slq", &s) || !s) PetscFunctionReturn(PETSC_SUCCESS);
-  PetscCheck(json_object_object_get_ex(s, "probes", &a) && json_object_object_get_ex(s,
-             "deflated", &v), e->comm, PETSC_ERR_FILE_UNEXPECTED, "the estimate checkpoint %s "
-             "has a malformed slq section", e->ckfile);
-  e->ck_nd     = (PetscInt)json_object_get_int64(v);
-  m            = (PetscInt)json_object_array_length(a);
+  Malformed(e, json_object_object_get_ex(doc, "slq", &s), "slq", " is missing%s", "");
+  if (!s) PetscFunctionReturn(PETSC_SUCCESS); /* null: no SLQ probe yet */
+  PetscCall(CheckType(e, s, json_type_object, "slq"));
+  PetscCall(Integer(e, s, "slq", "deflated", 0, PetscMin(e->deflate, e->n), &e->ck_nd));
+  PetscCall(Member(e, s, "slq", "probes", json_type_array, path, &a));
+  PetscCall(Length(e, a, path, NtkEstimatorMaxProbes(e, e->steps, 0), &m));
+  Malformed(e, m == 0 || e->ck_trace_done, path, " holds %" PetscInt_FMT " probes but the trace "
+            "is not complete: SLQ starts after the trace", m);
   e->ck_stride = e->steps + e->ck_nd;
   PetscCall(PetscMalloc4(m, &e->ck_nq, m * e->ck_stride, &e->ck_nodes, m * e->ck_stride,
                          &e->ck_weights, m, &e->ck_f2));
-  for (PetscInt j = 0; j < m; j++) {
-    p = json_object_array_get_idx(a, (size_t)j);
-    PetscCheck(json_object_object_get_ex(p, "nodes", &v), e->comm, PETSC_ERR_FILE_UNEXPECTED,
-               "the estimate checkpoint %s: SLQ probe %" PetscInt_FMT " has no nodes", e->ckfile,
-               j);
-    PetscCall(GetArray(e, v, e->ck_stride, e->ck_nodes + j * e->ck_stride, &e->ck_nq[j]));
-    PetscCheck(json_object_object_get_ex(p, "weights", &v), e->comm, PETSC_ERR_FILE_UNEXPECTED,
-               "the estimate checkpoint %s: SLQ probe %" PetscInt_FMT " has no weights",
-               e->ckfile, j);
-    PetscCall(GetArray(e, v, e->ck_stride, e->ck_weights + j * e->ck_stride, &nw));
-    PetscCheck(nw == e->ck_nq[j], e->comm, PETSC_ERR_FILE_UNEXPECTED,
-               "the estimate checkpoint %s: SLQ probe %" PetscInt_FMT " has %" PetscInt_FMT
-               " nodes and %" PetscInt_FMT " weights", e->ckfile, j, e->ck_nq[j], nw);
-    PetscCall(GetReal(e, p, "kz2", &e->ck_f2[j]));
-  }
+  for (PetscInt j = 0; j < m; j++) PetscCall(LoadProbe(e, a, j));
   e->ck_nslq = m;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -291,6 +478,7 @@ PetscErrorCode NtkEstimatorCheckpointLoad(NtkEstimator e)
   doc = json_tokener_parse((const char *)text);
   PetscCall(PetscFree(text));
   PetscCheck(doc && json_object_object_get_ex(doc, "format", &v) &&
+               json_object_is_type(v, json_type_string) &&
                !strcmp(json_object_get_string(v), CKPT_FORMAT), e->comm,
              PETSC_ERR_FILE_UNEXPECTED, "%s is not an ntkspec estimate checkpoint", e->ckfile);
   PetscCall(CheckSame(e, doc));

@@ -136,6 +136,22 @@ static PetscErrorCode Sketch(NtkEstimator e, PetscInt k, Vec *W, PetscInt *nq, P
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/*
+  The Hutch++ sketch size k (0 for the other methods) and the most trace samples the settings
+  allow. Hutch++ with a budget B: k = B/3 sketch products, at most k products for Tr(Q^T K Q),
+  the rest residual probes; without one, k = -ntk_estimate_probes.
+*/
+PetscErrorCode NtkEstimatorTraceLimits(NtkEstimator e, PetscInt *k, PetscInt *maxp)
+{
+  PetscFunctionBegin;
+  *k    = 0;
+  *maxp = e->trace_method == NTK_TRACE_EXACT ? 0 : NtkEstimatorMaxProbes(e, 1, 0);
+  if (e->trace_method != NTK_TRACE_HUTCHPP) PetscFunctionReturn(PETSC_SUCCESS);
+  *k = e->matvecs >= 0 ? PetscMax(1, e->matvecs / 3) : e->probes;
+  if (e->matvecs >= 0) *maxp = PetscMax(1, e->matvecs - 2 * *k);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 static PetscErrorCode HutchPP(NtkEstimator e, NtkEstimate *est)
 {
   PetscInt  k, nq = 0, maxp;
@@ -143,9 +159,7 @@ static PetscErrorCode HutchPP(NtkEstimator e, NtkEstimate *est)
   PetscReal tq = 0;
 
   PetscFunctionBegin;
-  /* budget B: k = B/3 sketch products, k products for Tr(Q^T K Q), the rest residual probes */
-  k    = e->matvecs >= 0 ? PetscMax(1, e->matvecs / 3) : e->probes;
-  maxp = e->matvecs >= 0 ? PetscMax(1, e->matvecs - 2 * k) : NtkEstimatorMaxProbes(e, 1, 0);
+  PetscCall(NtkEstimatorTraceLimits(e, &k, &maxp));
   if (e->ck_trace_done) {
     /* every residual sample is in the checkpoint: the sketch is not needed again */
     e->tq         = e->ck_tq;
