@@ -1,9 +1,10 @@
 #!/bin/sh
 # The whole test suite: install what is missing, build, run every test, print the tally.
 # Extra arguments go to `meson test` (e.g. --suite unit). Without them, two more passes follow:
-# the unit and MPI suites under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan), and
-# each libFuzzer harness for a short fixed time (build-fuzz, clang). NTK_TEST_SANITIZERS=0 skips
-# both.
+# the unit, MPI, spectrum, train and hostile-input suites (the command line's error paths and
+# checkpoint readers among them) under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan),
+# and each libFuzzer harness for a short fixed time (build-fuzz, clang). NTK_TEST_SANITIZERS=0
+# skips both.
 set -eu
 cd "$(dirname "$0")/.."
 sanitizers=${NTK_TEST_SANITIZERS:-1}
@@ -28,7 +29,7 @@ total_failed=$failed
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit --suite mpi \
-  || status=$?
+  --suite spectrum --suite train --suite hostile || status=$?
 passed=$(grep -c '"result": "OK"' build-asan/meson-logs/testlog.json || true)
 failed=$(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR)"' build-asan/meson-logs/testlog.json || true)
 echo "sanitisers: $passed passed, $failed failed"
