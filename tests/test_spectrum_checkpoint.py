@@ -123,6 +123,7 @@ with tempfile.TemporaryDirectory() as tmp:
         ("phase", damage(good, "phase", 7), None, "wrong type", []),
         ("truncated vectors", good, size // 2, "is incomplete", []),
         ("foreign vectors", good, -1, "is not a vector of length", []),
+        ("not-a-number vectors", good, -2, "has norm nan", []),
     ]
     for what, doc, cut, message, extra in cases:
         bad = path("bad.json")
@@ -134,9 +135,13 @@ with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(vec, badvec)
         if cut is not None and cut >= 0:
             os.truncate(badvec, cut)
-        elif cut is not None:
+        elif cut == -1:  # the headers overwritten
             with open(badvec, "r+b") as f:
                 f.write(b"\x01" * 64)
+        elif cut == -2:  # the entries of the first vector made NaN, its header kept
+            with open(badvec, "r+b") as f:
+                f.seek(8)
+                f.write(b"\x7f\xf8" + b"\x00" * 6)
         rc, log = run(path("bad-out.json"), "-ntk_spectrum_checkpoint", bad, *extra)
         if rc in (0, 134, -6, -11) or message not in log or "PETSC ERROR" in log:
             failures.append(f"damaged checkpoint ({what}): exit {rc}, expected '{message}':\n{log}")

@@ -316,11 +316,19 @@ static PetscErrorCode LoadVecs(NtkSpectrum sp, PetscBool param, PetscInt nritz)
   PetscCall(PetscViewerBinarySetSkipInfo(viewer, PETSC_TRUE));
   PetscCall(PetscViewerFileSetMode(viewer, FILE_MODE_READ));
   PetscCall(PetscViewerFileSetName(viewer, fin));
-  for (PetscInt i = 0; sp->lead_done && i < sp->nlead; i++) {
+  for (PetscInt i = 0; sp->lead_done && i < sp->nlead; i++) { /* unit vectors when written */
+    PetscReal nrm;
+
     PetscCall(NtkOpCreateKernelVec(sp->op, &sp->ulead[i]));
     PetscCall(VecLoad(sp->ulead[i], viewer));
+    PetscCall(VecNorm(sp->ulead[i], NORM_2, &nrm));
+    PetscCheck(PetscAbsReal(nrm - 1) <= 1e-8, sp->comm, PETSC_ERR_FILE_UNEXPECTED,
+               "the spectrum checkpoint %s: leading vector %" PetscInt_FMT " in %s has norm %g, "
+               "not 1", sp->ckfile, i + 1, fin, (double)nrm);
   }
   if (nritz > 0) {
+    PetscReal nrm;
+
     PetscCall(MatCreateVecs(A, &sp->ckstart, &y));
     PetscCall(VecSet(sp->ckstart, 0.0));
     for (PetscInt j = 0; j < nritz; j++) {
@@ -328,6 +336,10 @@ static PetscErrorCode LoadVecs(NtkSpectrum sp, PetscBool param, PetscInt nritz)
       PetscCall(VecAXPY(sp->ckstart, 1.0, y));
     }
     PetscCall(VecDestroy(&y));
+    PetscCall(VecNorm(sp->ckstart, NORM_2, &nrm));
+    PetscCheck(PetscIsNormalReal(nrm), sp->comm, PETSC_ERR_FILE_UNEXPECTED,
+               "the spectrum checkpoint %s: the Ritz vectors in %s sum to a vector of norm %g",
+               sp->ckfile, fin, (double)nrm);
   }
   PetscCall(PetscViewerDestroy(&viewer));
   PetscFunctionReturn(PETSC_SUCCESS);
