@@ -27,12 +27,33 @@ static void FormatSeconds(PetscReal s, char *buf, size_t len)
   else (void)PetscSNPrintf(buf, len, "%.1f h", (double)(s / 3600));
 }
 
+/* A tracked value with the given precision, or "-" when it was not computed (NaN or null). */
+static const char *Value(PetscReal v, int digits, char *buf, size_t len)
+{
+  if (PetscIsInfOrNanReal(v)) (void)PetscSNPrintf(buf, len, "-");
+  else (void)PetscSNPrintf(buf, len, "%.*e", digits, (double)v);
+  return buf;
+}
+
+static const char *Fraction(PetscReal v, char *buf, size_t len)
+{
+  if (PetscIsInfOrNanReal(v)) (void)PetscSNPrintf(buf, len, "-");
+  else (void)PetscSNPrintf(buf, len, "%.3f", (double)v);
+  return buf;
+}
+
+static PetscReal Member(json_object *o, const char key[])
+{
+  json_object *v;
+  return json_object_object_get_ex(o, key, &v) && v ? json_object_get_double(v) : NAN;
+}
+
 /* Progress on rank 0: every tracked point, and otherwise at most every 10 seconds. */
 static PetscErrorCode Monitor(NtkTrainer tr, PetscInt step, const NtkTrackPoint *pt, void *ctx)
 {
   Progress      *p = (Progress *)ctx;
   PetscLogDouble now = MPI_Wtime();
-  char           left[32] = "-";
+  char           left[32] = "-", b[5][32];
 
   PetscFunctionBegin;
   if (pt) p->last = *pt, p->have = PETSC_TRUE;
@@ -40,10 +61,12 @@ static PetscErrorCode Monitor(NtkTrainer tr, PetscInt step, const NtkTrackPoint 
   if (step > 0 && step < p->steps)
     FormatSeconds((PetscReal)((now - p->tstart) / step * (p->steps - step)), left, sizeof(left));
   if (pt)
-    PetscCall(NtkAppPrintf(p->app, "step %6" PetscInt_FMT "/%" PetscInt_FMT "  loss %.4e  test %.4e"
-                           "  acc %.3f/%.3f  Tr K %.4e  rho %.4e  left %s\n", step, p->steps,
-                           (double)pt->train_loss, (double)pt->test_loss, (double)pt->train_acc,
-                           (double)pt->test_acc, (double)pt->trace, (double)pt->rho, left));
+    PetscCall(NtkAppPrintf(p->app, "step %6" PetscInt_FMT "/%" PetscInt_FMT "  loss %.4e  test %s"
+                           "  acc %s/%s  Tr K %.4e  rho %s  left %s\n", step, p->steps,
+                           (double)pt->train_loss, Value(pt->test_loss, 4, b[0], sizeof(b[0])),
+                           Fraction(pt->train_acc, b[1], sizeof(b[1])),
+                           Fraction(pt->test_acc, b[2], sizeof(b[2])), (double)pt->trace,
+                           Value(pt->rho, 4, b[3], sizeof(b[3])), left));
   else
     PetscCall(NtkAppPrintf(p->app, "step %6" PetscInt_FMT "/%" PetscInt_FMT "  (last tracked: loss "
                            "%.4e, rho %.4e)  left %s\n", step, p->steps,
@@ -178,14 +201,17 @@ PetscErrorCode NtkTrainRun(MPI_Comm comm, const char command[], json_object **re
     const char *dir;
     PetscCall(NtkTrainerGetStep(tr, &step));
     PetscCall(NtkTrainerGetCheckpoint(tr, &dir, NULL));
-    PetscCall(NtkAppPrintf(&app, "stopped at step %" PetscInt_FMT " with a checkpoint in %s; run "
-                           "the same command to resume (exit status %d)\n", step, dir,
+    v = json_object_object_get(doc, "stopped_by");
+    PetscCall(NtkAppPrintf(&app, "stopped at step %" PetscInt_FMT " because of %s, with a "
+                           "checkpoint in %s; run the same command to resume (exit status %d)\n",
+                           step, v ? json_object_get_string(v) : "a stop request", dir,
                            NTK_TRAIN_EXIT_INTERRUPTED));
   } else if (json_object_object_get_ex(doc, "final", &v)) {
-    PetscCall(NtkAppPrintf(&app, "final: train loss %.6e, test loss %.6e, rho %.6e\n",
-                           json_object_get_double(json_object_object_get(v, "train_loss")),
-                           json_object_get_double(json_object_object_get(v, "test_loss")),
-                           json_object_get_double(json_object_object_get(v, "rho"))));
+    char b[3][32];
+    PetscCall(NtkAppPrintf(&app, "final: train loss %s, test loss %s, rho %s\n",
+                           Value(Member(v, "train_loss"), 6, b[0], sizeof(b[0])),
+                           Value(Member(v, "test_loss"), 6, b[1], sizeof(b[1])),
+                           Value(Member(v, "rho"), 6, b[2], sizeof(b[2]))));
   }
   *result = doc;
   PetscCall(NtkTrainerDestroy(&tr));

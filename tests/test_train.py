@@ -11,21 +11,34 @@
              to 1e-10 relative, and the loss falls;
   linearized the linearised model keeps Tr K constant, starts where the network starts, stays
              close to it for small steps, and resumes exactly from a checkpoint;
-  sweep      the sweep writes a summary row per width, per-width CSV files and the plots.
+  sweep      the sweep writes a summary row per width, per-width CSV files and the plots;
+  refuse     a resume under any other setting that decides the run (model, data, loss, kernel,
+             optimiser hyperparameters, tracking) is refused with one error naming the setting,
+             its old and its new value, and a resume under the same settings still runs;
+  malformed  a manifest with a value of the wrong JSON type, a negative or fractional step, an
+             earlier format, or an optimiser state that is not finite is refused with one error
+             line and exit status 1, never an abort;
+  messages   the stop and resume messages name -ntk_train_stop_after as the cause, and without a
+             test set the progress and final lines print "-" for the test values;
+  sweep_refuse  a zero width and an output folder that is a file or cannot be created are refused
+             before any training with one error line naming the sweep option.
 
-usage: test_train.py <case> <ntkspec> <mpiexec>. Exit status 0 means the property holds.
+usage: test_train.py <case> <ntkspec> <mpiexec> [ranks]. Exit status 0 means the property holds.
 """
 import csv
 import json
 import math
 import os
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 
 NTK, MPIEXEC = sys.argv[2], sys.argv[3]
+NP = int(sys.argv[4]) if len(sys.argv) > 4 else 2
 BASE = ["-ntk_data", "fashion-mnist:train", "-ntk_data_samples", "64", "-ntk_net_widths",
         "784,16,10", "-ntk_train_test_samples", "50", "-ntk_quiet"]
 
@@ -190,6 +203,161 @@ def case_sweep(d):
         check(csv_steps(d + "/sw/width-%d.csv" % w) == [0, 5, 10], "width %d CSV complete" % w)
     for name in ("rho", "loss", "trace"):
         check(os.path.exists(s["plots"][name]), "plot %s written" % s["plots"][name])
+
+
+SMALL = ["-ntk_data", "fashion-mnist:train", "-ntk_data_samples", "24", "-ntk_net_widths",
+         "784,6,10", "-ntk_train_test_samples", "12", "-ntk_train_steps", "8",
+         "-ntk_train_track_every", "4", "-ntk_quiet"]
+
+
+def refused(args, command="train"):
+    """Run a command that must be refused: exit status 1, one error line, no abort or crash."""
+    r = run(args, np=NP, expect=1, command=command)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("ntkspec: error:")]
+    check(len(errors) == 1, "one error line on %d ranks (%d): %s" % (NP, len(errors), errors))
+    for noise in ("Assertion", "MPI_ABORT", "ORTE_ERROR_LOG", "Could not create dir", "signal"):
+        check(noise not in r.stderr, "no '%s' in the output" % noise)
+    return r.stderr
+
+
+def stopped_checkpoint(d):
+    """A checkpoint stopped at step 4 of SMALL, kept as a pristine copy in d/ck.orig."""
+    run(SMALL + ["-ntk_train_checkpoint", d + "/ck.orig", "-ntk_train_stop_after", "4"],
+        np=NP, expect=3)
+    return SMALL + ["-ntk_train_checkpoint", d + "/ck"]
+
+
+def fresh_copy(d):
+    shutil.rmtree(d + "/ck", ignore_errors=True)
+    shutil.copytree(d + "/ck.orig", d + "/ck")
+
+
+def case_refuse(d):
+    args = stopped_checkpoint(d)
+    changes = [(["-ntk_net_activation", "relu"], "activation: tanh in the checkpoint, relu"),
+               (["-ntk_data", "fashion-mnist:test"], "data: fashion-mnist:train"),
+               (["-ntk_data_subset_seed", "4"], "random 24 of 60000, seed 4"),
+               (["-ntk_loss", "mse"], "loss: xent in the checkpoint, mse in this run"),
+               (["-ntk_net_seed", "9"], "initial_parameters: seed 0 in the checkpoint, seed 9"),
+               (["-ntk_kernel_scale", "1/N"], "kernel_scale: 1 in the checkpoint, 0.041666"),
+               (["-ntk_kernel", "averaged"], "kernel: full in the checkpoint, averaged"),
+               (["-ntk_net_sigma_w", "1.5"], "(-ntk_net_sigma_w)"),
+               (["-ntk_train_lr", "1e-2"], "lr: 0.001 in the checkpoint, 0.01 in this run"),
+               (["-ntk_train_test", "none"], "test_data: fashion-mnist:test"),
+               (["-ntk_train_track_every", "2"], "track_every: 4 in the checkpoint, 2"),
+               (["-ntk_train_optimizer", "sgd"], "optimizer: adam in the checkpoint, sgd"),
+               (["-ntk_train_beta2", "0.99"], "beta2: 0.999 in the checkpoint, 0.99"),
+               (["-ntk_net_widths", "784,7,10"], "widths: 784,6,10 in the checkpoint, 784,7,10")]
+    for extra, want in changes:
+        fresh_copy(d)
+        err = refused(args + extra)
+        check(want in err, "%s is refused naming '%s'" % (" ".join(extra), want))
+    fresh_copy(d)
+    err = refused(args + ["-ntk_loss", "mse", "-ntk_net_seed", "9"])
+    check("loss:" in err and "initial_parameters:" in err, "two differences, both named")
+    fresh_copy(d)
+    run(args + ["-ntk_output", d + "/same.json", "-ntk_train_momentum", "0.5"], np=NP)
+    check(load(d + "/same.json")["resumed_from"] == 4, "the same settings resume from step 4 (a "
+          "momentum, which Adam does not use, may differ)")
+
+
+def edit_manifest(d, path, value):
+    """Set the manifest value at path (keys and list indices) in a fresh copy of the checkpoint."""
+    fresh_copy(d)
+    man = load(d + "/ck/manifest.json")
+    obj = man
+    for key in path[:-1]:
+        obj = obj[key]
+    obj[path[-1]] = value
+    with open(d + "/ck/manifest.json", "w") as f:
+        json.dump(man, f)
+
+
+def case_malformed(d):
+    args = stopped_checkpoint(d)
+    edits = [(["history"], "x", "history must be an array"),
+             (["history"], {}, "history must be an array"),
+             (["history", 0], [], "history[0] must be an object"),
+             (["history", 0, "step"], "0", "history[0].step must be an integer"),
+             (["history", 0, "train_loss"], "1", "history[0].train_loss must be a number or null"),
+             (["history", 0, "eigenvalues"], {}, "history[0].eigenvalues must be an array"),
+             (["history", 0, "eigenvalues"], ["a"],
+              "history[0].eigenvalues[0] must be a number or null"),
+             (["step"], -5, "step -5 must be >= 0"),
+             (["step"], 4.5, "step must be an integer"),
+             (["step"], "4", "step must be an integer"),
+             (["model"], 3, "model must be a string"),
+             (["optimizer_state"], None, "optimizer_state must be a string"),
+             (["written_after"], [], "written_after must be a string"),
+             (["settings"], [], "settings must be an object"),
+             (["settings", "lr"], "0.001", "settings.lr must be a number"),
+             (["settings", "frozen"], 0, "settings.frozen must be true or false"),
+             (["settings", "widths"], [784, 6, 10], "settings.widths must be a string"),
+             (["settings", "loss"], None, "settings.loss must be a string")]
+    for path, value, want in edits:
+        edit_manifest(d, path, value)
+        err = refused(args)
+        check("is malformed: " + want in err, "%s = %r is refused: %s"
+              % (".".join(map(str, path)), value, want))
+    fresh_copy(d)
+    man = load(d + "/ck/manifest.json")
+    del man["settings"]["activation"]
+    with open(d + "/ck/manifest.json", "w") as f:
+        json.dump(man, f)
+    check("settings.activation is missing" in refused(args), "a missing setting is malformed")
+    edit_manifest(d, ["format"], "ntkspec-train-checkpoint-1")
+    check("has format 'ntkspec-train-checkpoint-1'" in refused(args),
+          "an earlier format is refused")
+    # a NaN in the first moment of the stored optimiser state
+    fresh_copy(d)
+    state = d + "/ck/" + load(d + "/ck/manifest.json")["optimizer_state"]
+    with open(state, "rb") as f:
+        raw = bytearray(f.read())
+    hlen = struct.unpack("<Q", raw[:8])[0]
+    off = 8 + hlen + json.loads(raw[8:8 + hlen])["m"]["data_offsets"][0] + 8 * 3
+    raw[off:off + 8] = struct.pack("<d", float("nan"))
+    with open(state, "wb") as f:
+        f.write(raw)
+    err = refused(args)
+    check("optimiser state in" in err and "is not finite (entry 3 of its tensor 'm')" in err,
+          "a NaN in the optimiser state is named as such")
+
+
+def case_messages(d):
+    args = SMALL + ["-ntk_train_test", "none"]
+    args = [a for a in args if a != "-ntk_quiet"]
+    part = args + ["-ntk_train_checkpoint", d + "/ck"]
+    r = run(part + ["-ntk_train_stop_after", "3"], np=NP, expect=3)
+    check("stopped at step 3 because of -ntk_train_stop_after" in r.stdout, "the stop names "
+          "-ntk_train_stop_after")
+    check("signal" not in r.stdout, "and no signal")
+    r = run(part + ["-ntk_output", d + "/r.json"], np=NP)
+    check("resumed from the checkpoint at step 3 in %s/ck (written because of "
+          "-ntk_train_stop_after)" % d in r.stdout, "the resume names -ntk_train_stop_after")
+    check("signal" not in r.stdout, "and no signal")
+    final = [line for line in r.stdout.splitlines() if line.startswith("final:")]
+    check(len(final) == 1 and "test loss -," in final[0], "the final line prints test loss -: %s"
+          % final)
+    progress = [line for line in r.stdout.splitlines() if line.startswith("step ")]
+    check(progress and all("test -  acc " in line and "/-  Tr K" in line for line in progress),
+          "progress prints - for the test values")
+    check("nan" not in r.stdout and "0.000000e+00" not in r.stdout, "no nan and no zero test loss")
+    check(load(d + "/r.json")["final"]["test_loss"] is None, "the JSON has null")
+
+
+def case_sweep_refuse(d):
+    base = BASE[:4] + ["-ntk_sweep_depth", "1", "-ntk_train_steps", "2", "-ntk_quiet"]
+    err = refused(base + ["-ntk_sweep_widths", "0,4", "-ntk_sweep_dir", d + "/sw"], "sweep")
+    check("-ntk_sweep_widths: width 0" in err and "-ntk_net_widths" not in err,
+          "a zero width names -ntk_sweep_widths")
+    with open(d + "/file", "w") as f:
+        f.write("x")
+    for path, why in [("/dev/null", "it exists and is not a folder"),
+                      (d + "/file", "it exists and is not a folder"),
+                      (d + "/file/sub", "it cannot be created")]:
+        err = refused(base + ["-ntk_sweep_widths", "4", "-ntk_sweep_dir", path], "sweep")
+        check("-ntk_sweep_dir %s: %s" % (path, why) in err, "-ntk_sweep_dir %s: %s" % (path, why))
+    check(not os.path.exists(d + "/sw"), "nothing was trained or written")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@
 #include "trainimpl.h"
 #include <ntk/io.h>
 #include <ntk/sys.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *const NtkOptimizerTypes[] = {"sgd", "adam", "NtkOptimizerType", "NTK_OPTIM_", NULL};
@@ -142,24 +144,48 @@ PetscErrorCode NtkOptimStateSave(MPI_Comm comm, const NtkOptimState *s, const ch
 static PetscErrorCode CheckTensor(MPI_Comm comm, const char path[], json_object *root,
                                   const char name[], PetscInt P, size_t dsize, size_t *off)
 {
-  json_object *t, *dt, *sh, *of;
-  int64_t      b, e;
+  json_object *t, *dt = NULL, *sh = NULL, *of = NULL;
+  int64_t      b = -1, e = -1, n = -1;
+  PetscBool    ok;
 
   PetscFunctionBegin;
-  PetscCheck(json_object_object_get_ex(root, name, &t) &&
-               json_object_object_get_ex(t, "dtype", &dt) &&
-               json_object_object_get_ex(t, "shape", &sh) &&
-               json_object_object_get_ex(t, "data_offsets", &of) &&
-               json_object_array_length(sh) == 1 && json_object_array_length(of) == 2,
-             comm, PETSC_ERR_FILE_UNEXPECTED, "%s: tensor '%s' missing or malformed", path, name);
-  b = json_object_get_int64(json_object_array_get_idx(of, 0));
-  e = json_object_get_int64(json_object_array_get_idx(of, 1));
-  PetscCheck(!strcmp(json_object_get_string(dt), "F64") &&
-               json_object_get_int64(json_object_array_get_idx(sh, 0)) == P && b >= 0 &&
+  ok = json_object_object_get_ex(root, name, &t) && json_object_is_type(t, json_type_object) &&
+       json_object_object_get_ex(t, "dtype", &dt) && json_object_is_type(dt, json_type_string) &&
+       json_object_object_get_ex(t, "shape", &sh) && json_object_is_type(sh, json_type_array) &&
+       json_object_object_get_ex(t, "data_offsets", &of) &&
+       json_object_is_type(of, json_type_array) &&
+       json_object_array_length(sh) == 1 && json_object_array_length(of) == 2
+         ? PETSC_TRUE : PETSC_FALSE;
+  if (ok) {
+    json_object *jn = json_object_array_get_idx(sh, 0), *jb = json_object_array_get_idx(of, 0);
+    json_object *je = json_object_array_get_idx(of, 1);
+    ok = json_object_is_type(jn, json_type_int) && json_object_is_type(jb, json_type_int) &&
+         json_object_is_type(je, json_type_int) ? PETSC_TRUE : PETSC_FALSE;
+    n = json_object_get_int64(jn), b = json_object_get_int64(jb), e = json_object_get_int64(je);
+  }
+  PetscCheck(ok, comm, PETSC_ERR_FILE_UNEXPECTED, "%s: tensor '%s' missing or malformed", path,
+             name);
+  PetscCheck(!strcmp(json_object_get_string(dt), "F64") && n == P && b >= 0 &&
                e - b == 8 * (int64_t)P && (size_t)e <= dsize,
              comm, PETSC_ERR_FILE_UNEXPECTED, "%s: tensor '%s' is not F64 [%" PetscInt_FMT
              "] inside the file", path, name, P);
   *off = (size_t)b;
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* The metadata "step": a string of decimal digits (safetensors metadata values are strings). */
+static PetscErrorCode ParseStep(MPI_Comm comm, const char path[], json_object *o, PetscInt *t)
+{
+  const char *text = json_object_get_string(o);
+  char       *end  = NULL;
+  long long   v    = -1;
+
+  PetscFunctionBegin;
+  if (json_object_is_type(o, json_type_string) && text[0] >= '0' && text[0] <= '9')
+    v = strtoll(text, &end, 10);
+  PetscCheck(v >= 0 && end && !*end, comm, PETSC_ERR_FILE_UNEXPECTED, "%s: the step in the "
+             "metadata must be a string of digits, not %s", path, text);
+  *t = (PetscInt)v;
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -181,13 +207,16 @@ PetscErrorCode NtkOptimStateLoad(MPI_Comm comm, NtkOptimState *s, const char pat
   text[hlen] = 0;
   root = json_tokener_parse(text);
   PetscCall(PetscFree(text));
-  PetscCheck(root && json_object_object_get_ex(root, "__metadata__", &meta) &&
+  PetscCheck(root && json_object_is_type(root, json_type_object) &&
+               json_object_object_get_ex(root, "__metadata__", &meta) &&
+               json_object_is_type(meta, json_type_object) &&
                json_object_object_get_ex(meta, "optimizer", &o) &&
+               json_object_is_type(o, json_type_string) &&
                !strcmp(json_object_get_string(o), NtkOptimizerTypes[s->type]) &&
                json_object_object_get_ex(meta, "step", &o),
              comm, PETSC_ERR_FILE_UNEXPECTED, "%s: not a %s optimiser state", path,
              NtkOptimizerTypes[s->type]);
-  s->t = (PetscInt)strtoll(json_object_get_string(o), NULL, 10);
+  PetscCall(ParseStep(comm, path, o, &s->t));
   PetscCall(CheckTensor(comm, path, root, "m", s->P, size - 8 - hlen, &moff));
   PetscCall(CheckTensor(comm, path, root, "v", s->P, size - 8 - hlen, &voff));
   json_object_put(root);
@@ -197,6 +226,13 @@ PetscErrorCode NtkOptimStateLoad(MPI_Comm comm, NtkOptimState *s, const char pat
     double   dm, dv;
     memcpy(&dm, &um, sizeof(dm));
     memcpy(&dv, &uv, sizeof(dv));
+    /* a state that is not finite would turn theta into NaN at the first step after the resume */
+    PetscCheck(isfinite(dm) && isfinite(dv), comm, PETSC_ERR_FILE_UNEXPECTED, "the optimiser "
+               "state in %s is not finite (entry %" PetscInt_FMT " of its tensor '%s')", path, k,
+               isfinite(dm) ? "v" : "m");
+    PetscCheck(s->type != NTK_OPTIM_ADAM || dv >= 0, comm, PETSC_ERR_FILE_UNEXPECTED, "the "
+               "optimiser state in %s has a negative second moment v[%" PetscInt_FMT "] = %g",
+               path, k, dv);
     s->m[k] = dm, s->v[k] = dv;
   }
   PetscCall(PetscFree(buf));

@@ -238,24 +238,32 @@ json_object *NtkTrackPointJSON(const NtkTrackPoint *p, PetscInt neigs)
   return o;
 }
 
-PetscErrorCode NtkTrackPointFromJSON(json_object *o, NtkTrackPoint *p)
+/* Tracked point k of the history of the manifest man; every value is type-checked. */
+PetscErrorCode NtkTrackPointFromJSON(MPI_Comm comm, const char man[], size_t k, json_object *o,
+                                     NtkTrackPoint *p)
 {
   json_object *v, *e;
+  char         where[64];
 
   PetscFunctionBegin;
-  PetscCheck(json_object_object_get_ex(o, "step", &v), PETSC_COMM_SELF, PETSC_ERR_FILE_UNEXPECTED,
-             "a tracked point of the checkpoint has no step");
+  PetscCall(PetscSNPrintf(where, sizeof(where), "history[%zu]", k));
+  PetscCall(NtkManifestCheckType(comm, man, where, o, json_type_object, PETSC_FALSE));
+  PetscCall(PetscSNPrintf(where, sizeof(where), "history[%zu].", k));
+  PetscCall(NtkManifestGet(comm, man, o, where, "step", json_type_int, PETSC_FALSE, &v));
   p->step = (PetscInt)json_object_get_int64(v);
 #define TRACK_GET(f) \
-  p->f = json_object_object_get_ex(o, #f, &v) && v ? json_object_get_double(v) : NAN;
+  PetscCall(NtkManifestGet(comm, man, o, where, #f, json_type_double, PETSC_TRUE, &v)); \
+  p->f = v ? json_object_get_double(v) : NAN;
   TRACK_FIELDS(TRACK_GET)
 #undef TRACK_GET
-  for (PetscInt k = 0; k < 3; k++) p->eigs[k] = NAN;
-  if (json_object_object_get_ex(o, "eigenvalues", &e))
-    for (size_t k = 0; k < json_object_array_length(e) && k < 3; k++) {
-      v = json_object_array_get_idx(e, k);
-      p->eigs[k] = v ? json_object_get_double(v) : NAN;
-    }
+  for (PetscInt j = 0; j < 3; j++) p->eigs[j] = NAN;
+  PetscCall(NtkManifestGet(comm, man, o, where, "eigenvalues", json_type_array, PETSC_FALSE, &e));
+  for (size_t j = 0; j < json_object_array_length(e) && j < 3; j++) {
+    v = json_object_array_get_idx(e, j);
+    PetscCall(PetscSNPrintf(where, sizeof(where), "history[%zu].eigenvalues[%zu]", k, j));
+    PetscCall(NtkManifestCheckType(comm, man, where, v, json_type_double, PETSC_TRUE));
+    p->eigs[j] = v ? json_object_get_double(v) : NAN;
+  }
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -310,6 +318,8 @@ PetscErrorCode NtkTrainerDescribe(NtkTrainer tr, json_object **doc)
   json_object_object_add(o, "options", opt);
   json_object_object_add(o, "steps_done", json_object_new_int64(tr->step));
   json_object_object_add(o, "interrupted", json_object_new_boolean(tr->interrupted));
+  json_object_object_add(o, "stopped_by", tr->interrupted && tr->stopped_by ?
+                         json_object_new_string(tr->stopped_by) : NULL);
   json_object_object_add(o, "resumed_from", tr->resumed_from >= 0 ?
                          json_object_new_int64(tr->resumed_from) : NULL);
   json_object_object_add(o, "trace_kernel", json_object_new_string(tr->frozen ?

@@ -403,6 +403,7 @@ static PetscErrorCode ShouldStop(NtkTrainer tr, PetscBool *stop)
   *stop = sig || (tr->stop_after > 0 && tr->step == tr->stop_after) ? PETSC_TRUE : PETSC_FALSE;
   /* after the last step the run finishes normally: final tracking and checkpoint */
   if (tr->step >= tr->steps) *stop = PETSC_FALSE;
+  if (*stop) tr->stopped_by = sig ? "a signal" : "-ntk_train_stop_after";
   if (sig) PetscCall(PetscInfo(NULL, "signal received: checkpoint and stop at step %" PetscInt_FMT
                                "\n", tr->step));
   PetscFunctionReturn(PETSC_SUCCESS);
@@ -416,6 +417,7 @@ PetscErrorCode NtkTrainerTrain(NtkTrainer tr)
   PetscFunctionBegin;
   PetscCall(NtkTrainerSetUp(tr));
   tr->interrupted = PETSC_FALSE;
+  tr->stopped_by  = NULL;
   tr->t0          = MPI_Wtime();
   /* without a checkpoint folder there is nothing to save: signals keep their usual effect */
   if (tr->ckdir[0]) PetscCall(NtkSignalInstall());
@@ -439,13 +441,15 @@ PetscErrorCode NtkTrainerTrain(NtkTrainer tr)
     PetscCall(ShouldStop(tr, &stop));
     ckpt_now = tr->ckevery > 0 && tr->step % tr->ckevery == 0 ? PETSC_TRUE : PETSC_FALSE;
     if (tr->ckdir[0] && (stop || ckpt_now) && tr->step < tr->steps)
-      PetscCall(NtkTrainerCheckpointWrite(tr));
+      PetscCall(NtkTrainerCheckpointWrite(tr, stop ? tr->stopped_by :
+                                                     "-ntk_train_checkpoint_every"));
     if (stop) {
       tr->interrupted = PETSC_TRUE;
       break;
     }
   }
-  if (!tr->interrupted && tr->ckdir[0]) PetscCall(NtkTrainerCheckpointWrite(tr));
+  if (!tr->interrupted && tr->ckdir[0])
+    PetscCall(NtkTrainerCheckpointWrite(tr, "the end of training"));
   if (tr->ckdir[0]) PetscCall(NtkSignalRestore());
   PetscFunctionReturn(PETSC_SUCCESS);
 }
@@ -486,7 +490,8 @@ PetscErrorCode NtkTrainerView(NtkTrainer tr, PetscViewer viewer)
     PetscCall(PetscViewerASCIIPrintf(viewer, "  linearised around the initial parameters\n"));
   if (tr->resumed_from >= 0)
     PetscCall(PetscViewerASCIIPrintf(viewer, "  resumed from the checkpoint at step %" PetscInt_FMT
-                                     " in %s\n", tr->resumed_from, tr->ckdir));
+                                     " in %s (written because of %s)\n", tr->resumed_from,
+                                     tr->ckdir, tr->resumed_reason));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 

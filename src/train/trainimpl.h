@@ -30,6 +30,8 @@ struct _p_NtkTrainer {
   PetscInt            nhist, maxhist;
   PetscInt            resumed_from;    /* -1 for a fresh run */
   PetscInt            ckprev;          /* step of the last checkpoint written or read, or -1 */
+  const char         *stopped_by;      /* why the last Train stopped early, or NULL */
+  char                resumed_reason[64]; /* why the checkpoint resumed from was written */
   PetscBool           interrupted, setup;
   PetscLogDouble      t0, tsteps;      /* start, seconds spent in steps this run */
   PetscInt            nsteps_run;
@@ -44,10 +46,17 @@ PETSC_INTERN PetscErrorCode NtkTrainerLinearSetUp(NtkTrainer);
 PETSC_INTERN PetscErrorCode NtkTrainerLinearUpdate(NtkTrainer);
 PETSC_INTERN PetscErrorCode NtkTrainerLinearSwap(NtkTrainer, PetscBool);
 PETSC_INTERN PetscErrorCode NtkTrainerLinearDestroy(NtkTrainer);
-PETSC_INTERN PetscErrorCode NtkTrainerCheckpointWrite(NtkTrainer);
+/* reason: what the manifest records as the cause of the checkpoint (signal, stop-after, ...) */
+PETSC_INTERN PetscErrorCode NtkTrainerCheckpointWrite(NtkTrainer, const char[]);
 PETSC_INTERN PetscErrorCode NtkTrainerCheckpointRead(NtkTrainer, PetscBool *);
 PETSC_INTERN PetscErrorCode NtkTrainerCheckpointExists(NtkTrainer, PetscBool *);
 PETSC_INTERN PetscErrorCode NtkTrainerLastLayerTrace(NtkTrainer, PetscReal *);
 PETSC_INTERN json_object   *NtkTrackPointJSON(const NtkTrackPoint *, PetscInt);
-PETSC_INTERN PetscErrorCode NtkTrackPointFromJSON(json_object *, NtkTrackPoint *);
+PETSC_INTERN PetscErrorCode NtkTrackPointFromJSON(MPI_Comm, const char[], size_t, json_object *,
+                                                  NtkTrackPoint *);
+/* Type checks of manifest values: a wrong or missing value is refused as malformed. */
+PETSC_INTERN PetscErrorCode NtkManifestCheckType(MPI_Comm, const char[], const char[],
+                                                 json_object *, json_type, PetscBool);
+PETSC_INTERN PetscErrorCode NtkManifestGet(MPI_Comm, const char[], json_object *, const char[],
+                                           const char[], json_type, PetscBool, json_object **);
 PETSC_INTERN json_object   *NtkJSONRealOrNull(PetscReal);
