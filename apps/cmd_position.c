@@ -108,6 +108,8 @@ PetscErrorCode NtkCmdPosition(MPI_Comm comm)
   PetscCall(PetscOptionsBool("-ntk_position_slq", "Estimate the rank position and alignment by SLQ",
                              "NtkPositionCompute", slq, &slq, NULL));
   PetscOptionsEnd();
+  PetscCheck(steps >= 1, comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_position_lanczos_steps %" PetscInt_FMT ": must be at least 1", steps);
   PetscCall(NtkAppCreate(comm, "position", &app));
   PetscCall(NtkEstimatorCreate(app.op, &est));
   PetscCall(NtkEstimatorSetFromOptions(est));

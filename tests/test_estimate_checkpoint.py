@@ -13,6 +13,8 @@ and a non-zero exit status (never a crash, never a result from stale or damaged 
 checkpoint of another kernel scale (down to the last of 17 digits) or kernel variant; a checkpoint
 with a field of the wrong JSON type, a non-finite or out-of-range number, more samples than the
 settings take, or a `complete` flag its counts contradict. The unmodified checkpoints resume.
+Budgets too small for two probes are refused with the minimum and larger ones are never exceeded;
+too few deflation steps for the deflated pairs are refused; position names its Lanczos option.
 
     test_estimate_checkpoint.py CASE NTKSPEC MPIEXEC RANKS    (CASE: hutchpp, onesided, refusals)
 """
@@ -229,10 +231,35 @@ def malformed_refusals(tmp):
             failures.append(f"an undamaged checkpoint {os.path.basename(ck)} was refused:\n{log}")
 
 
+def option_refusals(tmp):
+    """Budgets below two probes are refused with the minimum; larger ones are hard caps."""
+    out = os.path.join(tmp, "out.json")
+    tiny = teacher + ["-ntk_estimate_deflate", "0", "-ntk_estimate_lanczos_steps", "2"]
+    rc, log = run(out, "-ntk_estimate_matvecs", "3", base=tiny)
+    refused("budget 3 for Hutch++", rc, log, "-ntk_estimate_matvecs 3", "at least 4")
+    rc, log = run(out, "-ntk_estimate_matvecs", "43", base=teacher)
+    refused("budget 43 for SLQ with 20 deflation steps and 12-step probes", rc, log,
+            "-ntk_estimate_matvecs 43", "at least 44")
+    for base, budget in [(tiny, 4), (teacher, 44), (teacher, 100)]:
+        rc, log = run(out, "-ntk_estimate_matvecs", str(budget), base=base)
+        res = json.load(open(out)) if rc == 0 else {}
+        spent = [res.get(k, {}).get("matvecs", budget + 1) for k in ("trace", "entropy")]
+        print(f"budget {budget}: trace and SLQ products {spent}")
+        if rc != 0 or max(spent) > budget:
+            failures.append(f"budget {budget}: status {rc}, products {spent}:\n{log}")
+    rc, log = run(out, "-ntk_estimate_deflate", "10", "-ntk_estimate_deflate_steps", "1",
+                  base=teacher)
+    refused("10 deflated pairs from 1 Lanczos step", rc, log, "-ntk_estimate_deflate_steps 1",
+            "at least 20")
+    rc, log = run(out, "-ntk_position_lanczos_steps", "0", command="position", base=teacher)
+    refused("position with 0 Lanczos steps", rc, log, "-ntk_position_lanczos_steps 0")
+
+
 with tempfile.TemporaryDirectory() as tmp:
     if case == "refusals":
         scale_refusals(tmp)
         malformed_refusals(tmp)
+        option_refusals(tmp)
     else:
         resume_case(tmp)
 

@@ -8,9 +8,17 @@
   with full reorthogonalisation (deflate_steps steps from a probe of its own stream); the Ritz
   vectors y_i = Q_m z_i have residuals |K y_i - theta_i y_i| = beta_m |z_{m,i}|, reported as
   the worst one relative to theta_1. A poorly converged pair biases the estimate by about its
-  residual squared over the spectral gap; raise the steps if the residual is not small.
+  residual squared over the spectral gap; raise the steps if the residual is not small. The k
+  largest of m Ritz pairs need m well beyond k, so fewer than min(2k, n) steps are refused.
 */
 #include "estimpl.h"
+
+/* Steps of the deflation run: -ntk_estimate_deflate_steps, by default 2k + 20, at most n. */
+PetscInt NtkEstimatorDeflationSteps(NtkEstimator e)
+{
+  if (e->deflate == 0) return 0;
+  return PetscMin(e->deflate_steps > 0 ? e->deflate_steps : 2 * e->deflate + 20, e->n);
+}
 
 PetscErrorCode NtkEstimatorDeflate(NtkEstimator e)
 {
@@ -24,8 +32,7 @@ PetscErrorCode NtkEstimatorDeflate(NtkEstimator e)
   e->nd = e->ymatvecs = 0;
   e->yres             = 0;
   if (e->deflate == 0) PetscFunctionReturn(PETSC_SUCCESS);
-  m = e->deflate_steps > 0 ? e->deflate_steps : 2 * e->deflate + 20;
-  m = PetscMin(m, e->n);
+  m = NtkEstimatorDeflationSteps(e);
   PetscCall(MatCreateVecs(e->K, &z, NULL));
   PetscCall(VecDuplicateVecs(z, m + 1, &V));
   PetscCall(PetscMalloc4(m, &alpha, m, &beta, m, &theta, m * m, &Z));

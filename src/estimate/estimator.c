@@ -133,8 +133,9 @@ PetscErrorCode NtkEstimatorSetFromOptions(NtkEstimator e)
   PetscCall(PetscOptionsInt("-ntk_estimate_seed", "Seed of the probe streams",
                             "NtkEstimatorSetSeed", iseed, &iseed, NULL));
   PetscCall(PetscOptionsInt("-ntk_estimate_matvecs",
-                            "Budget of operator products per estimated "
-                            "quantity (-1: use -ntk_estimate_probes)",
+                            "Budget of operator products for the trace and, separately, for SLQ "
+                            "with its deflation; never exceeded, and a budget below two probes "
+                            "is refused with the minimum (-1: use -ntk_estimate_probes)",
                             "NtkEstimatorSetMatvecs", e->matvecs, &e->matvecs, NULL));
   PetscCall(PetscOptionsReal("-ntk_estimate_rtol",
                              "Stop adding probes when stderr <= rtol |value| "
@@ -149,7 +150,8 @@ PetscErrorCode NtkEstimatorSetFromOptions(NtkEstimator e)
                             "probes",
                             "NtkEstimatorSetDeflation", e->deflate, &e->deflate, NULL));
   PetscCall(PetscOptionsInt("-ntk_estimate_deflate_steps",
-                            "Lanczos steps computing them (0: 2k+20)", "NtkEstimatorSetDeflation",
+                            "Lanczos steps computing them (0: 2k+20; at least 2k)",
+                            "NtkEstimatorSetDeflation",
                             e->deflate_steps, &e->deflate_steps, NULL));
   PetscCall(PetscOptionsEnum("-ntk_estimate_reorthogonalization", "Lanczos reorthogonalisation",
                              "NtkEstimatorSetReorthogonalization", NtkReorthTypes,
@@ -172,6 +174,32 @@ PetscErrorCode NtkEstimatorSetFromOptions(NtkEstimator e)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/*
+  Settings that need the kernel dimension n. The k largest Ritz pairs of an m-step Lanczos run
+  converge only for m well beyond k (m = k leaves the k-th pair a poor mix of its neighbours and
+  biases SLQ by its residual), so fewer than min(2k, n) deflation steps are refused. A budget
+  B must hold the deflation run and two SLQ probes (the fewest with a standard error) of m
+  Lanczos steps each; then SLQ never exceeds it.
+*/
+static PetscErrorCode CheckDeflationAndBudget(NtkEstimator e)
+{
+  PetscInt md = NtkEstimatorDeflationSteps(e), min = md + 2 * e->steps;
+
+  PetscFunctionBegin;
+  PetscCheck(e->deflate == 0 || e->deflate_steps == 0 ||
+               e->deflate_steps >= PetscMin(2 * e->deflate, e->n), e->comm,
+             PETSC_ERR_ARG_OUTOFRANGE, "-ntk_estimate_deflate_steps %" PetscInt_FMT " is too few "
+             "for -ntk_estimate_deflate %" PetscInt_FMT ": the leading Ritz pairs need at least "
+             "%" PetscInt_FMT " Lanczos steps (2k) to converge; 0 takes 2k+20", e->deflate_steps,
+             e->deflate, PetscMin(2 * e->deflate, e->n));
+  PetscCheck(e->matvecs < 0 || e->matvecs >= min, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "-ntk_estimate_matvecs %" PetscInt_FMT " is too small for SLQ: the deflation takes "
+             "%" PetscInt_FMT " products and two probes of -ntk_estimate_lanczos_steps %"
+             PetscInt_FMT " take %" PetscInt_FMT ", at least %" PetscInt_FMT " in all (or -1 for "
+             "no budget)", e->matvecs, md, e->steps, 2 * e->steps, min);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 PetscErrorCode NtkEstimatorSetUp(NtkEstimator e)
 {
   PetscFunctionBegin;
@@ -182,9 +210,6 @@ PetscErrorCode NtkEstimatorSetUp(NtkEstimator e)
              "-ntk_estimate_lanczos_steps %" PetscInt_FMT ": must be at least 1", e->steps);
   PetscCheck(e->rtol >= 0 && e->rtol < 1, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "-ntk_estimate_rtol %g: must be in [0, 1)", (double)e->rtol);
-  PetscCheck(e->matvecs < 0 || e->matvecs >= 2, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "-ntk_estimate_matvecs %" PetscInt_FMT ": must be at least 2 (or -1 for none)",
-             e->matvecs);
   PetscCheck(e->deflate >= 0 && e->deflate_steps >= 0, e->comm, PETSC_ERR_ARG_OUTOFRANGE,
              "-ntk_estimate_deflate %" PetscInt_FMT ", -ntk_estimate_deflate_steps %" PetscInt_FMT
              ": must be >= 0",
@@ -204,6 +229,7 @@ PetscErrorCode NtkEstimatorSetUp(NtkEstimator e)
   PetscCall(NtkOpSetUp(e->op));
   PetscCall(NtkOpGetKernelMat(e->op, &e->K));
   PetscCall(MatGetSize(e->K, &e->n, NULL));
+  PetscCall(CheckDeflationAndBudget(e));
   if (e->ckfile[0]) {
     PetscCall(NtkEstimatorCheckpointLoad(e));
     /* from here until Destroy, SIGTERM and SIGUSR1 stop at the end of a probe */

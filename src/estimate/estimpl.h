@@ -79,6 +79,7 @@ PETSC_INTERN PetscErrorCode NtkEstimatorCheckpointReset(NtkEstimator);
 PETSC_INTERN PetscErrorCode NtkEstimatorFillProbe(NtkEstimator, PetscInt64, Vec);
 PETSC_INTERN void           NtkMeanErr(PetscInt, const PetscReal *, PetscReal *, PetscReal *);
 PETSC_INTERN PetscInt       NtkEstimatorMaxProbes(NtkEstimator, PetscInt, PetscInt);
+PETSC_INTERN PetscInt       NtkEstimatorDeflationSteps(NtkEstimator);
 PETSC_INTERN PetscErrorCode NtkEstimatorTraceLimits(NtkEstimator, PetscInt *, PetscInt *);
 PETSC_INTERN PetscBool      NtkEstimatorConverged(NtkEstimator, PetscInt, const NtkEstimate *);
 PETSC_INTERN PetscErrorCode NtkLanczos(Mat, Vec, PetscInt, NtkReorthType, PetscReal, PetscInt,

@@ -71,7 +71,8 @@ PetscErrorCode NtkPositionCompute(NtkOp op, NtkLossType type, NtkEstimator est, 
       "the spectral position needs the full "
       "kernel (-ntk_kernel full): the loss gradient lives in the NC-dimensional output space");
   PetscCheck(steps >= 1, comm, PETSC_ERR_ARG_OUTOFRANGE,
-             "Lanczos steps %" PetscInt_FMT ": must be at least 1", steps);
+             "%" PetscInt_FMT " Lanczos steps for the residual's spectral measure "
+             "(-ntk_position_lanczos_steps): must be at least 1", steps);
   PetscCall(PetscLogEventBegin(NTK_EstimatePosition, 0, 0, 0, 0));
   PetscCall(NtkPositionReset(pos));
   pos->loss_type = type;

@@ -152,6 +152,23 @@ PetscErrorCode NtkEstimatorTraceLimits(NtkEstimator e, PetscInt *k, PetscInt *ma
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+/*
+  A budget must leave room for two probes, the fewest with a standard error: 2 products for
+  Hutchinson and one-sided, 4 for Hutch++ (k = 1, its Tr(Q^T K Q), two residual probes). Above
+  that the budget is never exceeded (NtkEstimatorTraceLimits).
+*/
+static PetscErrorCode CheckBudget(NtkEstimator e)
+{
+  PetscInt min = e->trace_method == NTK_TRACE_HUTCHPP ? 4 : 2;
+
+  PetscFunctionBegin;
+  PetscCheck(e->matvecs < 0 || e->trace_method == NTK_TRACE_EXACT || e->matvecs >= min, e->comm,
+             PETSC_ERR_ARG_OUTOFRANGE, "-ntk_estimate_matvecs %" PetscInt_FMT " is too small for "
+             "the %s trace: two probes need at least %" PetscInt_FMT " products (or -1 for no "
+             "budget)", e->matvecs, NtkTraceMethods[e->trace_method], min);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 static PetscErrorCode HutchPP(NtkEstimator e, NtkEstimate *est)
 {
   PetscInt  k, nq = 0, maxp;
@@ -226,6 +243,7 @@ PetscErrorCode NtkEstimatorTrace(NtkEstimator e, NtkEstimate *est)
 {
   PetscFunctionBegin;
   PetscCall(NtkEstimatorSetUp(e));
+  PetscCall(CheckBudget(e));
   PetscCall(PetscLogEventBegin(NTK_EstimateTrace, 0, 0, 0, 0));
   PetscCall(PetscMemzero(est, sizeof(*est)));
   est->method    = NtkTraceMethods[e->trace_method];
