@@ -50,6 +50,18 @@ def vector_file(ck, saved):
     return f"{ck}.vec" if g == 0 else f"{ck}.{g % 2}.vec"
 
 
+def kill_once_written(cmd, ck):
+    """Start cmd and SIGKILL the whole job as soon as the checkpoint ck exists (or let it end)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while proc.poll() is None and not os.path.exists(ck) and time.time() < deadline:
+        time.sleep(0.01)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def values(doc):
     return [p["value"] for p in doc["leading"]] + [p["value"] for p in doc["tail"]]
 
@@ -117,10 +129,12 @@ with tempfile.TemporaryDirectory() as tmp:
         ("negative value", damage(good, "leading", [-5.0] + good["leading"][1:]), None,
          "leading value 1", []),
         ("lambda_max", damage(good, "lambda_max", -1), None, "lambda_max > 0", []),
-        ("leading type", damage(good, "leading", "x"), None, "wrong type", []),
-        ("ritz type", damage(good, "ritz_vectors", "x"), None, "wrong type", []),
+        ("leading type", damage(good, "leading", "x"), None,
+         "leading must be an array, not string", []),
+        ("ritz type", damage(good, "ritz_vectors", "x"), None,
+         "ritz_vectors must be an integer, not string", []),
         ("ritz count", damage(good, "ritz_vectors", 10**12), None, "Ritz vectors (0 to", []),
-        ("phase", damage(good, "phase", 7), None, "wrong type", []),
+        ("phase", damage(good, "phase", 7), None, "phase must be a string, not int", []),
         ("truncated vectors", good, size // 2, "is incomplete", []),
         ("foreign vectors", good, -1, "is not a vector of length", []),
         ("not-a-number vectors", good, -2, "has norm nan", []),
@@ -173,14 +187,7 @@ with tempfile.TemporaryDirectory() as tmp:
     cmd = [mpiexec, "-n", ranks, ntkspec, "spectrum"] + common + [
         "-ntk_output", path("k1.json"), "-ntk_spectrum_checkpoint", ck,
         "-ntk_spectrum_checkpoint_every", "20"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 300
-    while proc.poll() is None and not os.path.exists(ck) and time.time() < deadline:
-        time.sleep(0.01)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_once_written(cmd, ck)
     if not os.path.exists(ck):
         failures.append("kill: no periodic checkpoint was written")
     else:
@@ -201,14 +208,7 @@ with tempfile.TemporaryDirectory() as tmp:
     wide = [a if a != "100" else "600" for a in common]  # tail basis = the kernel dimension
     cmd = [mpiexec, "-n", ranks, ntkspec, "spectrum"] + wide + [
         "-ntk_output", path("w1.json"), "-ntk_spectrum_checkpoint", ck]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 300
-    while proc.poll() is None and not os.path.exists(ck) and time.time() < deadline:
-        time.sleep(0.01)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_once_written(cmd, ck)
     p = subprocess.run([mpiexec, "-n", ranks, ntkspec, "spectrum"] + wide + [
         "-ntk_output", path("w2.json"), "-ntk_spectrum_checkpoint", ck],
         capture_output=True, text=True, timeout=600)

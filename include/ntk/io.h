@@ -30,3 +30,15 @@ PETSC_EXTERN PetscErrorCode NtkJSONWrite(MPI_Comm, json_object *, const char[]);
 /* Builders that keep result code short. */
 PETSC_EXTERN json_object *NtkJSONEstimate(PetscReal, PetscReal, const char[], PetscInt);
 PETSC_EXTERN PetscErrorCode NtkJSONAddRunInfo(MPI_Comm, json_object *, const char[]);
+/*
+  Typed reading of a file ntkspec wrote (checkpoints): NtkJSONCheckType refuses a value v, named
+  `field`, whose JSON type is not `type` (json_type_double accepts any number; nullable also
+  null); NtkJSONGetMember gets obj[key], which must be present with that type, naming it
+  prefix + key. The message reads "the <what> <file> is malformed: <field> must be ..., not ...".
+  Collective on comm: every rank parsed the same text and reaches the same verdict.
+*/
+PETSC_EXTERN PetscErrorCode NtkJSONCheckType(MPI_Comm, const char[], const char[], const char[],
+                                             json_object *, json_type, PetscBool);
+PETSC_EXTERN PetscErrorCode NtkJSONGetMember(MPI_Comm, const char[], const char[], json_object *,
+                                             const char[], const char[], json_type, PetscBool,
+                                             json_object **);

@@ -200,56 +200,22 @@ PetscErrorCode NtkEstimatorCheckpointWrite(NtkEstimator e)
   PetscCheck(cond, (e)->comm, PETSC_ERR_FILE_UNEXPECTED, \
              "the estimate checkpoint %s is malformed: %s" fmt, (e)->ckfile, path, __VA_ARGS__)
 
-/* "a string", "an array", ... for the messages */
-static const char *TypeText(json_type t)
-{
-  switch (t) {
-  case json_type_null:
-    return "null";
-  case json_type_boolean:
-    return "a boolean";
-  case json_type_double:
-    return "a number";
-  case json_type_int:
-    return "an integer";
-  case json_type_object:
-    return "an object";
-  case json_type_array:
-    return "an array";
-  default:
-    return "a string";
-  }
-}
-
-static const char *TypeName(json_object *v)
-{
-  return TypeText(json_object_get_type(v));
-}
-
 static const char *NotFinite(PetscReal x)
 {
   return PetscIsNanReal(x) ? "NaN" : x > 0 ? "infinite" : "-infinite";
-}
-
-/* v has the JSON type `type`; a number (json_type_double) may be written as an integer. */
-static PetscErrorCode CheckType(NtkEstimator e, json_object *v, json_type type, const char path[])
-{
-  PetscBool ok = json_object_is_type(v, type) ||
-                 (type == json_type_double && json_object_is_type(v, json_type_int));
-
-  PetscFunctionBegin;
-  Malformed(e, ok, path, " is %s where %s belongs", TypeName(v), TypeText(type));
-  PetscFunctionReturn(PETSC_SUCCESS);
 }
 
 /* *v = o[key] of type `type`; path receives "parent.key" for the messages. */
 static PetscErrorCode Member(NtkEstimator e, json_object *o, const char parent[], const char key[],
                              json_type type, char path[], json_object **v)
 {
+  char prefix[CKPT_PATH];
+
   PetscFunctionBegin;
-  PetscCall(PetscSNPrintf(path, CKPT_PATH, "%s%s%s", parent, parent[0] ? "." : "", key));
-  Malformed(e, json_object_object_get_ex(o, key, v), path, " is missing%s", "");
-  PetscCall(CheckType(e, *v, type, path));
+  PetscCall(PetscSNPrintf(prefix, sizeof(prefix), "%s%s", parent, parent[0] ? "." : ""));
+  PetscCall(PetscSNPrintf(path, CKPT_PATH, "%s%s", prefix, key));
+  PetscCall(NtkJSONGetMember(e->comm, "estimate checkpoint", e->ckfile, o, prefix, key, type,
+                             PETSC_FALSE, v));
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -304,10 +270,12 @@ static PetscErrorCode Numbers(NtkEstimator e, json_object *a, const char path[],
 {
   PetscFunctionBegin;
   for (PetscInt i = 0; i < n; i++) {
-    json_object *v  = json_object_array_get_idx(a, (size_t)i);
-    PetscBool    ok = json_object_is_type(v, json_type_double) ||
-                      json_object_is_type(v, json_type_int);
-    Malformed(e, ok, path, "[%" PetscInt_FMT "] is %s where a number belongs", i, TypeName(v));
+    json_object *v = json_object_array_get_idx(a, (size_t)i);
+    char         item[CKPT_PATH + 24];
+
+    PetscCall(PetscSNPrintf(item, sizeof(item), "%s[%" PetscInt_FMT "]", path, i));
+    PetscCall(NtkJSONCheckType(e->comm, "estimate checkpoint", e->ckfile, item, v,
+                               json_type_double, PETSC_FALSE));
     x[i] = (PetscReal)json_object_get_double(v);
     Malformed(e, !PetscIsInfOrNanReal(x[i]), path, "[%" PetscInt_FMT "] is %s, not a finite "
               "number", i, NotFinite(x[i]));
@@ -414,7 +382,8 @@ static PetscErrorCode LoadProbe(NtkEstimator e, json_object *a, PetscInt j)
   PetscFunctionBegin;
   PetscCall(PetscSNPrintf(probe, sizeof(probe), "slq.probes[%" PetscInt_FMT "]", j));
   p = json_object_array_get_idx(a, (size_t)j);
-  PetscCall(CheckType(e, p, json_type_object, probe));
+  PetscCall(NtkJSONCheckType(e->comm, "estimate checkpoint", e->ckfile, probe, p, json_type_object,
+                             PETSC_FALSE));
   PetscCall(Member(e, p, probe, "nodes", json_type_array, path, &v));
   PetscCall(Length(e, v, path, e->ck_stride, &nq));
   Malformed(e, nq > nd, path, " holds %" PetscInt_FMT " nodes: at least one Lanczos node besides "
@@ -446,7 +415,8 @@ static PetscErrorCode LoadSLQ(NtkEstimator e, json_object *doc)
   PetscFunctionBegin;
   Malformed(e, json_object_object_get_ex(doc, "slq", &s), "slq", " is missing%s", "");
   if (!s) PetscFunctionReturn(PETSC_SUCCESS); /* null: no SLQ probe yet */
-  PetscCall(CheckType(e, s, json_type_object, "slq"));
+  PetscCall(NtkJSONCheckType(e->comm, "estimate checkpoint", e->ckfile, "slq", s, json_type_object,
+                             PETSC_FALSE));
   PetscCall(Integer(e, s, "slq", "deflated", 0, PetscMin(e->deflate, e->n), &e->ck_nd));
   PetscCall(Member(e, s, "slq", "probes", json_type_array, path, &a));
   PetscCall(Length(e, a, path, NtkEstimatorMaxProbes(e, e->steps, 0), &m));

@@ -210,6 +210,53 @@ PetscErrorCode NtkJSONAddRunInfo(MPI_Comm comm, json_object *obj, const char com
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
+static const char *TypeName(json_type type, PetscBool nullable)
+{
+  switch (type) {
+  case json_type_string: return nullable ? "a string or null" : "a string";
+  case json_type_int: return nullable ? "an integer or null" : "an integer";
+  case json_type_double: return nullable ? "a number or null" : "a number";
+  case json_type_boolean: return nullable ? "true, false or null" : "true or false";
+  case json_type_array: return nullable ? "an array or null" : "an array";
+  case json_type_object: return nullable ? "an object or null" : "an object";
+  default: return "null";
+  }
+}
+
+/*
+  Check that a value v, named `field`, has the JSON type `type` (json_type_double accepts any
+  number; nullable also accepts null). Every rank parsed the same text, so the check fails alike
+  on all of them.
+*/
+PetscErrorCode NtkJSONCheckType(MPI_Comm comm, const char what[], const char file[],
+                                const char field[], json_object *v, json_type type,
+                                PetscBool nullable)
+{
+  json_type t = json_object_get_type(v);
+  PetscBool ok = t == type || (type == json_type_double && t == json_type_int) ||
+                 (nullable && t == json_type_null) ? PETSC_TRUE : PETSC_FALSE;
+
+  PetscFunctionBegin;
+  PetscCheck(ok, comm, PETSC_ERR_FILE_UNEXPECTED, "the %s %s is malformed: %s must be %s, not %s",
+             what, file, field, TypeName(type, nullable), json_type_to_name(t));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/* The member `key` of obj, which must be present with the given type. */
+PetscErrorCode NtkJSONGetMember(MPI_Comm comm, const char what[], const char file[],
+                                json_object *obj, const char prefix[], const char key[],
+                                json_type type, PetscBool nullable, json_object **v)
+{
+  char field[128];
+
+  PetscFunctionBegin;
+  PetscCall(PetscSNPrintf(field, sizeof(field), "%s%s", prefix, key));
+  PetscCheck(json_object_object_get_ex(obj, key, v), comm, PETSC_ERR_FILE_UNEXPECTED,
+             "the %s %s is malformed: %s is missing", what, file, field);
+  PetscCall(NtkJSONCheckType(comm, what, file, field, *v, type, nullable));
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
 /*
   Fail early, before hours of computing, when a result could not be written: `path` must not be a
   folder, and rank 0 creates and removes a probe file in the folder of `path`; every rank learns

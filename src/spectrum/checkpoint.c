@@ -345,17 +345,6 @@ static PetscErrorCode LoadVecs(NtkSpectrum sp, PetscBool param, PetscInt nritz)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* A member of the checkpoint of the given JSON type, or NULL. */
-static json_object *Member(json_object *doc, const char *key, json_type type)
-{
-  json_object *v;
-
-  if (!json_object_object_get_ex(doc, key, &v)) return NULL;
-  if (json_object_is_type(v, type)) return v;
-  if (type == json_type_double && json_object_is_type(v, json_type_int)) return v;
-  return NULL;
-}
-
 /*
   The phase, the finished leading pairs and the count of Ritz vectors, each checked: the leading
   values of a positive semidefinite kernel lie in [0, lambda_max] (up to rounding of the solve, far
@@ -364,19 +353,25 @@ static json_object *Member(json_object *doc, const char *key, json_type type)
 */
 static PetscErrorCode ReadState(NtkSpectrum sp, json_object *doc, PetscInt *nritz)
 {
-  json_object *phase = Member(doc, "phase", json_type_string);
-  json_object *lead = Member(doc, "leading", json_type_array);
-  json_object *done = Member(doc, "leading_complete", json_type_boolean);
-  json_object *nr = Member(doc, "ritz_vectors", json_type_int);
-  json_object *gen = Member(doc, "generation", json_type_int), *lmax;
-  int64_t      g = gen ? json_object_get_int64(gen) : 0, n = nr ? json_object_get_int64(nr) : -1;
+  const char  *what = "spectrum checkpoint", *file = sp->ckfile;
+  json_object *phase, *lead, *done, *nr, *gen = NULL, *lmax;
+  int64_t      g, n;
   PetscInt     kmax = PetscMax(PetscMax(sp->nev, 1), sp->ntail);
 
   PetscFunctionBegin;
-  PetscCheck(phase && lead && done && nr && (gen || !json_object_object_get_ex(doc, "generation",
-             NULL)), sp->comm, PETSC_ERR_FILE_UNEXPECTED, "the spectrum checkpoint %s is "
-             "malformed: phase, leading, leading_complete, ritz_vectors or generation is missing "
-             "or of the wrong type", sp->ckfile);
+  PetscCall(NtkJSONGetMember(sp->comm, what, file, doc, "", "phase", json_type_string,
+                             PETSC_FALSE, &phase));
+  PetscCall(NtkJSONGetMember(sp->comm, what, file, doc, "", "leading", json_type_array,
+                             PETSC_FALSE, &lead));
+  PetscCall(NtkJSONGetMember(sp->comm, what, file, doc, "", "leading_complete",
+                             json_type_boolean, PETSC_FALSE, &done));
+  PetscCall(NtkJSONGetMember(sp->comm, what, file, doc, "", "ritz_vectors", json_type_int,
+                             PETSC_FALSE, &nr));
+  if (json_object_object_get_ex(doc, "generation", &gen)) /* absent: written before generations */
+    PetscCall(NtkJSONCheckType(sp->comm, what, file, "generation", gen, json_type_int,
+                               PETSC_FALSE));
+  g = gen ? json_object_get_int64(gen) : 0;
+  n = json_object_get_int64(nr);
   PetscCheck(!strcmp(json_object_get_string(phase), "leading") ||
                !strcmp(json_object_get_string(phase), "tail"), sp->comm,
              PETSC_ERR_FILE_UNEXPECTED, "the spectrum checkpoint %s is malformed: phase '%s' is "
@@ -390,9 +385,10 @@ static PetscErrorCode ReadState(NtkSpectrum sp, json_object *doc, PetscInt *nrit
   sp->ckgen     = (PetscInt)g;
   *nritz        = (PetscInt)n;
   if (!sp->lead_done) PetscFunctionReturn(PETSC_SUCCESS);
-  lmax      = Member(doc, "lambda_max", json_type_double);
+  PetscCall(NtkJSONGetMember(sp->comm, what, file, doc, "", "lambda_max", json_type_double,
+                             PETSC_FALSE, &lmax));
   sp->nlead = (PetscInt)json_object_array_length(lead);
-  sp->lmax  = lmax ? (PetscReal)json_object_get_double(lmax) : -1;
+  sp->lmax  = (PetscReal)json_object_get_double(lmax);
   PetscCheck(sp->nlead >= 1 && sp->nlead <= PetscMax(sp->nev, 1) && PetscIsNormalReal(sp->lmax) &&
                sp->lmax > 0, sp->comm, PETSC_ERR_FILE_UNEXPECTED, "the spectrum checkpoint %s is "
              "malformed: a finished leading phase needs 1 to %" PetscInt_FMT " leading values and "
@@ -400,12 +396,14 @@ static PetscErrorCode ReadState(NtkSpectrum sp, json_object *doc, PetscInt *nrit
   PetscCall(PetscMalloc2(sp->nlead, &sp->lead, sp->nlead, &sp->ulead));
   PetscCall(PetscArrayzero(sp->lead, sp->nlead));
   for (PetscInt i = 0; i < sp->nlead; i++) {
-    json_object *x   = json_object_array_get_idx(lead, i);
-    PetscReal    val = (PetscReal)json_object_get_double(x);
-    PetscBool    num = json_object_is_type(x, json_type_double) ||
-                    json_object_is_type(x, json_type_int) ? PETSC_TRUE : PETSC_FALSE;
+    json_object *x = json_object_array_get_idx(lead, i);
+    char         item[32];
+    PetscReal    val;
 
-    PetscCheck(num && !PetscIsInfOrNanReal(val) && val >= -1e-8 * sp->lmax &&
+    PetscCall(PetscSNPrintf(item, sizeof(item), "leading[%" PetscInt_FMT "]", i));
+    PetscCall(NtkJSONCheckType(sp->comm, what, file, item, x, json_type_double, PETSC_FALSE));
+    val = (PetscReal)json_object_get_double(x);
+    PetscCheck(!PetscIsInfOrNanReal(val) && val >= -1e-8 * sp->lmax &&
                  val <= sp->lmax * (1 + 1e-8), sp->comm, PETSC_ERR_FILE_UNEXPECTED,
                "the spectrum checkpoint %s is malformed: leading value %" PetscInt_FMT " (%g) is "
                "not in [0, lambda_max = %g]", sp->ckfile, i + 1, (double)val, (double)sp->lmax);
@@ -421,7 +419,7 @@ PetscErrorCode NtkSpectrumCheckpointLoad(NtkSpectrum sp, PetscBool param, PetscI
   unsigned char *text;
   size_t         size;
   json_object   *doc, *v;
-  PetscInt       nritz;
+  PetscInt       nritz = 0;
 
   PetscFunctionBegin;
   PetscCallMPI(MPI_Comm_rank(sp->comm, &rank));

@@ -242,52 +242,6 @@ PetscErrorCode NtkTrainerCheckpointExists(NtkTrainer tr, PetscBool *exists)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-static const char *TypeName(json_type type, PetscBool nullable)
-{
-  switch (type) {
-  case json_type_string: return nullable ? "a string or null" : "a string";
-  case json_type_int: return nullable ? "an integer or null" : "an integer";
-  case json_type_double: return nullable ? "a number or null" : "a number";
-  case json_type_boolean: return nullable ? "true, false or null" : "true or false";
-  case json_type_array: return nullable ? "an array or null" : "an array";
-  case json_type_object: return nullable ? "an object or null" : "an object";
-  default: return "null";
-  }
-}
-
-/*
-  Check that a manifest value v, named `field`, has the JSON type `type` (json_type_double
-  accepts any number; nullable also accepts null). Every rank parsed the same text, so the check
-  fails alike on all of them.
-*/
-PetscErrorCode NtkManifestCheckType(MPI_Comm comm, const char man[], const char field[],
-                                    json_object *v, json_type type, PetscBool nullable)
-{
-  json_type t = json_object_get_type(v);
-  PetscBool ok = t == type || (type == json_type_double && t == json_type_int) ||
-                 (nullable && t == json_type_null) ? PETSC_TRUE : PETSC_FALSE;
-
-  PetscFunctionBegin;
-  PetscCheck(ok, comm, PETSC_ERR_FILE_UNEXPECTED, "the train checkpoint %s is malformed: %s must "
-             "be %s, not %s", man, field, TypeName(type, nullable), json_type_to_name(t));
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
-/* The member `key` of the manifest object obj, which must be present with the given type. */
-PetscErrorCode NtkManifestGet(MPI_Comm comm, const char man[], json_object *obj,
-                              const char prefix[], const char key[], json_type type,
-                              PetscBool nullable, json_object **v)
-{
-  char field[128];
-
-  PetscFunctionBegin;
-  PetscCall(PetscSNPrintf(field, sizeof(field), "%s%s", prefix, key));
-  PetscCheck(json_object_object_get_ex(obj, key, v), comm, PETSC_ERR_FILE_UNEXPECTED,
-             "the train checkpoint %s is malformed: %s is missing", man, field);
-  PetscCall(NtkManifestCheckType(comm, man, field, *v, type, nullable));
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
 /* Hyperparameters the optimiser of this run does not use, which may differ on a resume. */
 static PetscBool Unused(NtkTrainer tr, const char key[])
 {
@@ -339,7 +293,8 @@ static PetscErrorCode CheckSettings(NtkTrainer tr, const char man[], json_object
   PetscCall(RunSettings(tr, &now));
   json_object_object_foreach(now, key, val) {
     json_type t = json_object_get_type(val);
-    PetscCall(NtkManifestGet(tr->comm, man, stored, "settings.", key, t, PETSC_FALSE, &old));
+    PetscCall(NtkJSONGetMember(tr->comm, "train checkpoint", man, stored, "settings.", key, t,
+                               PETSC_FALSE, &old));
     if (SameValue(old, val) || Unused(tr, key) || len >= sizeof(diff)) continue;
     len += (size_t)snprintf(diff + len, sizeof(diff) - len, "\n  %s: %s in the checkpoint, %s in "
                             "this run (%s)", key, SettingText(old, a, sizeof(a)),
@@ -380,7 +335,8 @@ static PetscErrorCode ReadHistory(NtkTrainer tr, const char man[], json_object *
 
   PetscFunctionBegin;
   tr->nhist = 0;
-  PetscCall(NtkManifestGet(tr->comm, man, doc, "", "history", json_type_array, PETSC_FALSE, &h));
+  PetscCall(NtkJSONGetMember(tr->comm, "train checkpoint", man, doc, "", "history", json_type_array,
+                             PETSC_FALSE, &h));
   for (size_t k = 0; k < json_object_array_length(h); k++) {
     NtkTrackPoint p;
     PetscCall(NtkTrackPointFromJSON(tr->comm, man, k, json_object_array_get_idx(h, k), &p));
@@ -408,12 +364,14 @@ static PetscErrorCode ReadManifest(NtkTrainer tr, const char man[], json_object 
   PetscCheck(*doc && json_object_is_type(*doc, json_type_object), tr->comm,
              PETSC_ERR_FILE_UNEXPECTED, "%s is not an ntkspec training checkpoint manifest (not a "
              "JSON object)", man);
-  PetscCall(NtkManifestGet(tr->comm, man, *doc, "", "format", json_type_string, PETSC_FALSE, &v));
+  PetscCall(NtkJSONGetMember(tr->comm, "train checkpoint", man, *doc, "", "format",
+                             json_type_string, PETSC_FALSE, &v));
   PetscCheck(!strcmp(json_object_get_string(v), MANIFEST_FORMAT), tr->comm,
-             PETSC_ERR_FILE_UNEXPECTED, "the train checkpoint %s has format '%s', this ntkspec "
+             PETSC_ERR_FILE_UNEXPECTED,
+             "the train checkpoint %s has format '%s', this ntkspec "
              "reads '%s' only (earlier formats do not record every setting of the run, so a "
-             "resume cannot be checked); use another folder or -ntk_train_resume 0", man,
-             json_object_get_string(v), MANIFEST_FORMAT);
+             "resume cannot be checked); use another folder or -ntk_train_resume 0",
+             man, json_object_get_string(v), MANIFEST_FORMAT);
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
@@ -424,7 +382,8 @@ static PetscErrorCode ReadStep(NtkTrainer tr, const char man[], json_object *doc
   int64_t      step;
 
   PetscFunctionBegin;
-  PetscCall(NtkManifestGet(tr->comm, man, doc, "", "step", json_type_int, PETSC_FALSE, &v));
+  PetscCall(NtkJSONGetMember(tr->comm, "train checkpoint", man, doc, "", "step", json_type_int,
+                             PETSC_FALSE, &v));
   step = json_object_get_int64(v);
   PetscCheck(step >= 0, tr->comm, PETSC_ERR_FILE_UNEXPECTED, "the train checkpoint %s is "
              "malformed: step %" PRId64 " must be >= 0", man, step);
@@ -445,19 +404,21 @@ PetscErrorCode NtkTrainerCheckpointRead(NtkTrainer tr, PetscBool *found)
   if (!*found) PetscFunctionReturn(PETSC_SUCCESS);
   PetscCall(ManifestPath(tr, man, sizeof(man)));
   PetscCall(ReadManifest(tr, man, &doc));
-  PetscCall(NtkManifestGet(comm, man, doc, "", "settings", json_type_object, PETSC_FALSE, &v));
+  PetscCall(NtkJSONGetMember(comm, "train checkpoint", man, doc, "", "settings", json_type_object,
+                             PETSC_FALSE, &v));
   PetscCall(CheckSettings(tr, man, v));
   PetscCall(ReadStep(tr, man, doc));
-  PetscCall(NtkManifestGet(comm, man, doc, "", "written_after", json_type_string, PETSC_FALSE,
-                           &v));
+  PetscCall(NtkJSONGetMember(comm, "train checkpoint", man, doc, "", "written_after",
+                             json_type_string, PETSC_FALSE, &v));
   PetscCall(PetscStrncpy(tr->resumed_reason, json_object_get_string(v),
                          sizeof(tr->resumed_reason)));
 
-  PetscCall(NtkManifestGet(comm, man, doc, "", "model", json_type_string, PETSC_FALSE, &v));
+  PetscCall(NtkJSONGetMember(comm, "train checkpoint", man, doc, "", "model", json_type_string,
+                             PETSC_FALSE, &v));
   PetscCall(PetscSNPrintf(path, sizeof(path), "%s/%s", tr->ckdir, json_object_get_string(v)));
   PetscCall(LoadModel(tr, path));
-  PetscCall(NtkManifestGet(comm, man, doc, "", "optimizer_state", json_type_string, PETSC_FALSE,
-                           &v));
+  PetscCall(NtkJSONGetMember(comm, "train checkpoint", man, doc, "", "optimizer_state",
+                             json_type_string, PETSC_FALSE, &v));
   PetscCall(PetscSNPrintf(path, sizeof(path), "%s/%s", tr->ckdir, json_object_get_string(v)));
   PetscCall(NtkOptimStateLoad(comm, &tr->opt, path));
   PetscCheck(tr->opt.t == tr->step, comm, PETSC_ERR_FILE_UNEXPECTED, "%s is at step %"

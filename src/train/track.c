@@ -247,21 +247,26 @@ PetscErrorCode NtkTrackPointFromJSON(MPI_Comm comm, const char man[], size_t k, 
 
   PetscFunctionBegin;
   PetscCall(PetscSNPrintf(where, sizeof(where), "history[%zu]", k));
-  PetscCall(NtkManifestCheckType(comm, man, where, o, json_type_object, PETSC_FALSE));
+  PetscCall(
+      NtkJSONCheckType(comm, "train checkpoint", man, where, o, json_type_object, PETSC_FALSE));
   PetscCall(PetscSNPrintf(where, sizeof(where), "history[%zu].", k));
-  PetscCall(NtkManifestGet(comm, man, o, where, "step", json_type_int, PETSC_FALSE, &v));
+  PetscCall(NtkJSONGetMember(comm, "train checkpoint", man, o, where, "step", json_type_int,
+                             PETSC_FALSE, &v));
   p->step = (PetscInt)json_object_get_int64(v);
-#define TRACK_GET(f) \
-  PetscCall(NtkManifestGet(comm, man, o, where, #f, json_type_double, PETSC_TRUE, &v)); \
+#define TRACK_GET(f)                                                                               \
+  PetscCall(NtkJSONGetMember(comm, "train checkpoint", man, o, where, #f, json_type_double,        \
+                             PETSC_TRUE, &v));                                                     \
   p->f = v ? json_object_get_double(v) : NAN;
   TRACK_FIELDS(TRACK_GET)
 #undef TRACK_GET
   for (PetscInt j = 0; j < 3; j++) p->eigs[j] = NAN;
-  PetscCall(NtkManifestGet(comm, man, o, where, "eigenvalues", json_type_array, PETSC_FALSE, &e));
+  PetscCall(NtkJSONGetMember(comm, "train checkpoint", man, o, where, "eigenvalues",
+                             json_type_array, PETSC_FALSE, &e));
   for (size_t j = 0; j < json_object_array_length(e) && j < 3; j++) {
     v = json_object_array_get_idx(e, j);
     PetscCall(PetscSNPrintf(where, sizeof(where), "history[%zu].eigenvalues[%zu]", k, j));
-    PetscCall(NtkManifestCheckType(comm, man, where, v, json_type_double, PETSC_TRUE));
+    PetscCall(
+        NtkJSONCheckType(comm, "train checkpoint", man, where, v, json_type_double, PETSC_TRUE));
     p->eigs[j] = v ? json_object_get_double(v) : NAN;
   }
   PetscFunctionReturn(PETSC_SUCCESS);

@@ -54,9 +54,4 @@ PETSC_INTERN PetscErrorCode NtkTrainerLastLayerTrace(NtkTrainer, PetscReal *);
 PETSC_INTERN json_object   *NtkTrackPointJSON(const NtkTrackPoint *, PetscInt);
 PETSC_INTERN PetscErrorCode NtkTrackPointFromJSON(MPI_Comm, const char[], size_t, json_object *,
                                                   NtkTrackPoint *);
-/* Type checks of manifest values: a wrong or missing value is refused as malformed. */
-PETSC_INTERN PetscErrorCode NtkManifestCheckType(MPI_Comm, const char[], const char[],
-                                                 json_object *, json_type, PetscBool);
-PETSC_INTERN PetscErrorCode NtkManifestGet(MPI_Comm, const char[], json_object *, const char[],
-                                           const char[], json_type, PetscBool, json_object **);
 PETSC_INTERN json_object   *NtkJSONRealOrNull(PetscReal);
