@@ -13,7 +13,6 @@
 #include "app.h"
 #include "plot.h"
 #include <ntk/train.h>
-#include <sys/stat.h>
 
 #define SWEEP_MAX        32
 #define NTK_MAX_SWEEP_IO 66
@@ -145,41 +144,6 @@ static PetscErrorCode SetWidthOptions(const char dir[], const PetscInt io[2], Pe
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/*
-  Make sure `dir` (given by `option`) is a folder this run can write, creating it if needed,
-  before any training: rank 0 looks, every rank learns the verdict and refuses alike.
-*/
-static PetscErrorCode EnsureFolder(MPI_Comm comm, const char option[], const char dir[])
-{
-  PetscMPIInt rank;
-  PetscBool   ok = PETSC_TRUE, exists, isdir;
-  char        why[64] = "";
-
-  PetscFunctionBegin;
-  PetscCheck(dir[0], comm, PETSC_ERR_ARG_WRONG, "%s needs a folder name", option);
-  PetscCallMPI(MPI_Comm_rank(comm, &rank));
-  if (rank == 0) {
-    struct stat st;
-    exists = !stat(dir, &st) ? PETSC_TRUE : PETSC_FALSE;
-    isdir  = exists && S_ISDIR(st.st_mode) ? PETSC_TRUE : PETSC_FALSE;
-    if (!isdir && exists) {
-      ok = PETSC_FALSE;
-      PetscCall(PetscStrncpy(why, "it exists and is not a folder", sizeof(why)));
-    } else if (!isdir) {
-      PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
-      ok = PetscMkdir(dir) ? PETSC_FALSE : PETSC_TRUE;
-      PetscCall(PetscPopErrorHandler());
-      if (!ok) PetscCall(PetscStrncpy(why, "it cannot be created", sizeof(why)));
-    }
-    if (ok) PetscCall(PetscTestDirectory(dir, 'w', &ok));
-    if (!ok && !why[0]) PetscCall(PetscStrncpy(why, "it is not writable", sizeof(why)));
-  }
-  PetscCallMPI(MPI_Bcast(&ok, 1, MPIU_BOOL, 0, comm));
-  PetscCallMPI(MPI_Bcast(why, sizeof(why), MPI_CHAR, 0, comm));
-  PetscCheck(ok, comm, PETSC_ERR_FILE_OPEN, "%s %s: %s", option, dir, why);
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
 PetscErrorCode NtkCmdSweep(MPI_Comm comm)
 {
   char         wtext[512] = "32,64,128,256", dir[PETSC_MAX_PATH_LEN] = "sweep";
@@ -220,8 +184,8 @@ PetscErrorCode NtkCmdSweep(MPI_Comm comm)
     PetscCheck(widths[k] >= 1, comm, PETSC_ERR_ARG_OUTOFRANGE, "-ntk_sweep_widths: width %"
                PetscInt_FMT " (entry %" PetscInt_FMT ") must be >= 1", widths[k], k + 1);
   io[1] = io[nio - 1];
-  PetscCall(EnsureFolder(comm, "-ntk_sweep_dir", dir));
-  if (ckbase[0]) PetscCall(EnsureFolder(comm, "-ntk_train_checkpoint", ckbase));
+  PetscCall(NtkEnsureFolder(comm, "-ntk_sweep_dir", dir));
+  if (ckbase[0]) PetscCall(NtkEnsureFolder(comm, "-ntk_train_checkpoint", ckbase));
 
   for (PetscInt k = 0; k < nw; k++) {
     json_object *doc;

@@ -24,6 +24,8 @@ PETSC_EXTERN PetscErrorCode NtkWriteFileAtomic(const char[], const void *, size_
 PETSC_EXTERN PetscErrorCode NtkReadFileShared(MPI_Comm, const char[], unsigned char **, size_t *);
 /* Refuse, on every rank, an output path whose folder cannot be written (before any work). */
 PETSC_EXTERN PetscErrorCode NtkCheckWritable(MPI_Comm, const char[], const char[]);
+/* The folder dir (named by option in messages) exists or is created, and is writable. */
+PETSC_EXTERN PetscErrorCode NtkEnsureFolder(MPI_Comm, const char[], const char[]);
 /* Serialise a JSON object with two-space indentation and write it atomically (rank 0 only). */
 PETSC_EXTERN PetscErrorCode NtkJSONWrite(MPI_Comm, json_object *, const char[]);
 

@@ -6,6 +6,8 @@
   over the target: rename within one folder is atomic, so a reader sees the old file or the new
   one, never a half-written one, and a failed run leaves an existing result untouched. Doubles
   are serialised by json-c with 17 significant digits, which round-trips every double exactly.
+  Also here: the typed reading of checkpoints (NtkJSONGetMember) and the early checks that an
+  output file or folder can be written (NtkCheckWritable, NtkEnsureFolder).
 */
 #include <ntk/io.h>
 #include <ntk/sys.h>
@@ -300,5 +302,40 @@ PetscErrorCode NtkCheckWritable(MPI_Comm comm, const char path[], const char opt
   PetscCallMPI(MPI_Bcast(&err, 1, MPI_INT, 0, comm));
   PetscCallMPI(MPI_Bcast(msg, (PetscMPIInt)sizeof(msg), MPI_CHAR, 0, comm));
   PetscCheck(!err, comm, PETSC_ERR_FILE_OPEN, "%s", msg);
+  PetscFunctionReturn(PETSC_SUCCESS);
+}
+
+/*
+  Make sure `dir` (given by `option`) is a folder this run can write, creating it if needed,
+  before any work: rank 0 looks, every rank learns the verdict and refuses alike.
+*/
+PetscErrorCode NtkEnsureFolder(MPI_Comm comm, const char option[], const char dir[])
+{
+  PetscMPIInt rank;
+  PetscBool   ok = PETSC_TRUE, exists, isdir;
+  char        why[64] = "";
+
+  PetscFunctionBegin;
+  PetscCheck(dir[0], comm, PETSC_ERR_ARG_WRONG, "%s needs a folder name", option);
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  if (rank == 0) {
+    struct stat st;
+    exists = !stat(dir, &st) ? PETSC_TRUE : PETSC_FALSE;
+    isdir  = exists && S_ISDIR(st.st_mode) ? PETSC_TRUE : PETSC_FALSE;
+    if (!isdir && exists) {
+      ok = PETSC_FALSE;
+      PetscCall(PetscStrncpy(why, "it exists and is not a folder", sizeof(why)));
+    } else if (!isdir) {
+      PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+      ok = PetscMkdir(dir) ? PETSC_FALSE : PETSC_TRUE;
+      PetscCall(PetscPopErrorHandler());
+      if (!ok) PetscCall(PetscStrncpy(why, "it cannot be created", sizeof(why)));
+    }
+    if (ok) PetscCall(PetscTestDirectory(dir, 'w', &ok));
+    if (!ok && !why[0]) PetscCall(PetscStrncpy(why, "it is not writable", sizeof(why)));
+  }
+  PetscCallMPI(MPI_Bcast(&ok, 1, MPIU_BOOL, 0, comm));
+  PetscCallMPI(MPI_Bcast(why, sizeof(why), MPI_CHAR, 0, comm));
+  PetscCheck(ok, comm, PETSC_ERR_FILE_OPEN, "%s %s: %s", option, dir, why);
   PetscFunctionReturn(PETSC_SUCCESS);
 }

@@ -43,28 +43,6 @@ static PetscErrorCode ManifestPath(NtkTrainer tr, char *path, size_t len)
   PetscFunctionReturn(PETSC_SUCCESS);
 }
 
-/* Create the folder on rank 0 if needed; every rank learns whether that worked. */
-static PetscErrorCode EnsureFolder(NtkTrainer tr)
-{
-  PetscMPIInt rank;
-  PetscBool   ok = PETSC_TRUE;
-
-  PetscFunctionBegin;
-  PetscCallMPI(MPI_Comm_rank(tr->comm, &rank));
-  if (rank == 0) {
-    PetscCall(PetscTestDirectory(tr->ckdir, 'w', &ok));
-    if (!ok) {
-      PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
-      ok = PetscMkdir(tr->ckdir) ? PETSC_FALSE : PETSC_TRUE;
-      PetscCall(PetscPopErrorHandler());
-      if (ok) PetscCall(PetscTestDirectory(tr->ckdir, 'w', &ok));
-    }
-  }
-  PetscCall(NtkCheckAll(tr->comm, ok, PETSC_ERR_FILE_OPEN,
-                        "-ntk_train_checkpoint: cannot create or write the checkpoint folder"));
-  PetscFunctionReturn(PETSC_SUCCESS);
-}
-
 /* The option that sets each key of the settings, for the message of a refused resume. */
 static const char *const setting_options[][2] = {
   {"widths", "-ntk_net_widths"},
@@ -191,7 +169,7 @@ PetscErrorCode NtkTrainerCheckpointWrite(NtkTrainer tr, const char reason[])
 
   PetscFunctionBegin;
   PetscCall(PetscLogEventBegin(NTK_TrainCheckpoint, 0, 0, 0, 0));
-  PetscCall(EnsureFolder(tr));
+  PetscCall(NtkEnsureFolder(tr->comm, "-ntk_train_checkpoint", tr->ckdir));
   PetscCall(CheckpointPath(tr, "model", tr->step, mpath, sizeof(mpath), mname, sizeof(mname)));
   PetscCall(CheckpointPath(tr, "optim", tr->step, opath, sizeof(opath), oname, sizeof(oname)));
   if (tr->linearized) PetscCall(NtkTrainerLinearSwap(tr, PETSC_TRUE));
